@@ -1,0 +1,36 @@
+"""pyro_bbb: Bayes by Backprop (Blundell et al. 2015) on Pyro."""
+
+from .distributions import ScaleMixtureNormal, gaussian_prior, scale_mixture_prior
+from .guide import MeanFieldGuide
+from .infer import FitResult, NonFiniteLossError, elbo_terms, fit
+from .likelihoods import (
+    Bernoulli,
+    Categorical,
+    ClassificationPrediction,
+    Gaussian,
+    RegressionPrediction,
+)
+from .model import BayesianMLP
+from .predict import log_likelihood, posterior_predictive, predict
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ScaleMixtureNormal",
+    "gaussian_prior",
+    "scale_mixture_prior",
+    "MeanFieldGuide",
+    "FitResult",
+    "NonFiniteLossError",
+    "elbo_terms",
+    "fit",
+    "Bernoulli",
+    "Categorical",
+    "ClassificationPrediction",
+    "Gaussian",
+    "RegressionPrediction",
+    "BayesianMLP",
+    "log_likelihood",
+    "posterior_predictive",
+    "predict",
+]

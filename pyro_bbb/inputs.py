@@ -1,0 +1,54 @@
+"""Turn user data (tensors, numpy arrays, pandas objects) into checked tensors.
+
+Every public entry point that takes data calls these, so bad input fails here with a message
+that names the problem instead of deep inside torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["as_features", "as_targets"]
+
+
+def _to_tensor(data, name: str) -> torch.Tensor:
+    if hasattr(data, "to_numpy"):  # pandas DataFrame / Series
+        data = data.to_numpy()
+    if torch.is_tensor(data):
+        return data
+    try:
+        array = np.asarray(data)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"{name} is ragged or not numeric: {err}") from None
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
+                                     or array.dtype == bool):
+        raise ValueError(f"{name} must be numeric, got dtype {array.dtype}")
+    return torch.from_numpy(array)
+
+
+def as_features(x, input_size: int | None = None, name: str = "X") -> torch.Tensor:
+    """Features as a float tensor of shape (N, D): non-empty, finite, D == input_size if given."""
+    x = _to_tensor(x, name)
+    if x.dim() == 1 and input_size is not None and input_size == 1:
+        x = x[:, None]
+    if x.dim() != 2:
+        raise ValueError(f"{name} must have shape (n_samples, n_features), got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 rows)")
+    if input_size is not None and x.shape[1] != input_size:
+        raise ValueError(f"{name} has {x.shape[1]} features but the model expects {input_size}")
+    if not x.is_floating_point():
+        x = x.to(torch.get_default_dtype())
+    if not bool(torch.isfinite(x).all()):
+        rows = torch.nonzero(~torch.isfinite(x).all(1)).flatten()[:5].tolist()
+        raise ValueError(f"{name} contains NaN or infinite values (first bad rows: {rows})")
+    return x
+
+
+def as_targets(y, likelihood, num_rows: int, name: str = "y") -> torch.Tensor:
+    """Targets checked by the likelihood (label range, finiteness) and against X's row count."""
+    y = likelihood.check_targets(_to_tensor(y, name))
+    if y.shape[0] != num_rows:
+        raise ValueError(f"X has {num_rows} rows but {name} has {y.shape[0]}")
+    return y

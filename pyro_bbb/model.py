@@ -1,0 +1,177 @@
+"""BayesianMLP: a multilayer perceptron whose weights and biases are Pyro sample sites.
+
+Generative model, for layers l = 0..L−1 with sizes d_0 → d_1 → … → d_L:
+
+    W_l ~ prior_l   (shape (d_{l+1}, d_l)),   b_l ~ prior_l   (shape (d_{l+1},))
+    h_0 = x,  h_{l+1} = act(h_l W_lᵀ + b_l),  f = h_L (no activation on the last layer)
+    y_n ~ likelihood(f(x_n))   inside pyro.plate("data", N)
+
+Minibatches pass ``num_data=N``: the plate scales the likelihood by N/B, so the minibatch loss is
+an unbiased estimate of the full-data negative ELBO. Weights may carry any leading sample
+dimensions (vectorised particles, posterior draws); outputs then have shape (*sample, B, d_L).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pyro
+import torch
+import torch.nn.functional as F
+
+from .distributions import (
+    check_prior,
+    distribution_to,
+    prior_from_spec,
+    prior_to_spec,
+    scale_mixture_prior,
+)
+from .likelihoods import Likelihood, likelihood_from_spec
+
+__all__ = ["BayesianMLP", "ACTIVATIONS", "site_names"]
+
+ACTIVATIONS = {
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "gelu": F.gelu,
+    "elu": F.elu,
+    "softplus": F.softplus,
+}
+
+
+def site_names(layer: int) -> tuple[str, str]:
+    """Names of the weight and bias sites of layer ``layer``."""
+    return f"layer{layer}.weight", f"layer{layer}.bias"
+
+
+class BayesianMLP:
+    """The Pyro model of a Bayesian MLP (call it like a function: ``model(x, y, num_data)``).
+
+    Args:
+        layer_sizes: (d_0, …, d_L), input width first; (d_0, d_L) alone is Bayesian
+            linear/logistic regression.
+        likelihood: the observation model; its ``output_size`` must equal d_L.
+        prior: one univariate prior for every weight and bias, or a sequence with one per layer.
+            Default: the scale mixture π=½, σ1=1, σ2=e⁻⁶.
+        activation: one of ``ACTIVATIONS``.
+    """
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        likelihood: Likelihood,
+        prior=None,
+        activation: str = "relu",
+    ):
+        sizes = list(layer_sizes)
+        if len(sizes) < 2 or not all(isinstance(s, int) and s > 0 for s in sizes):
+            raise ValueError(
+                f"layer_sizes must be at least two positive ints (input, output), got {sizes}"
+            )
+        if not isinstance(likelihood, Likelihood):
+            raise TypeError(f"likelihood must be a pyro_bbb Likelihood, got {likelihood!r}")
+        if sizes[-1] != likelihood.output_size:
+            raise ValueError(
+                f"the last layer has {sizes[-1]} outputs but the {type(likelihood).__name__} "
+                f"likelihood needs {likelihood.output_size}"
+            )
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose from {list(ACTIVATIONS)}")
+        num_layers = len(sizes) - 1
+        priors = scale_mixture_prior() if prior is None else prior
+        if isinstance(priors, torch.distributions.Distribution):
+            priors = [priors] * num_layers
+        priors = list(priors)
+        if len(priors) != num_layers:
+            raise ValueError(f"got {len(priors)} priors for {num_layers} layers")
+        self.layer_sizes = sizes
+        self.likelihood = likelihood
+        self.activation = activation
+        self.priors = [check_prior(p, f"prior of layer {i}") for i, p in enumerate(priors)]
+        self._site_priors: dict[torch.device, dict[str, torch.distributions.Distribution]] = {}
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layer_sizes) - 1
+
+    @property
+    def input_size(self) -> int:
+        return self.layer_sizes[0]
+
+    def _sites(self):
+        """(name, shape, layer) of every weight and bias site, in model order."""
+        for i, (d_in, d_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
+            weight, bias = site_names(i)
+            yield weight, (d_out, d_in), i
+            yield bias, (d_out,), i
+
+    def site_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shape of every weight and bias site, in model order."""
+        return {name: shape for name, shape, _ in self._sites()}
+
+    def site_priors(self, device: torch.device) -> dict[str, torch.distributions.Distribution]:
+        """Each site's prior, expanded to the site's shape, on ``device`` (cached)."""
+        if device not in self._site_priors:
+            self._site_priors[device] = {
+                name: distribution_to(self.priors[layer], device).expand(shape).to_event(len(shape))
+                for name, shape, layer in self._sites()
+            }
+        return self._site_priors[device]
+
+    def network(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """f(x; w): x of shape (B, d_0), params with optional leading sample dims → (*, B, d_L)."""
+        act = ACTIVATIONS[self.activation]
+        h = x
+        for i in range(self.num_layers):
+            weight, bias = site_names(i)
+            h = torch.matmul(h, params[weight].transpose(-1, -2)) + params[bias].unsqueeze(-2)
+            if i < self.num_layers - 1:
+                h = act(h)
+        return h
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, num_data: int | None = None
+    ) -> torch.Tensor:
+        """The Pyro model: sample weights, observe y inside the data plate scaled by N/B."""
+        params = {
+            name: pyro.sample(name, prior) for name, prior in self.site_priors(x.device).items()
+        }
+        params.update(self.likelihood.sample_latents(x.device))
+        f = self.network(x, params)
+        batch = x.shape[0]
+        size = batch if num_data is None else num_data
+        subsample = None if size == batch else torch.arange(batch, device=x.device)
+        with pyro.plate("data", size, subsample=subsample):
+            self.likelihood.observe(f, y, params)
+        return f
+
+    def example_args(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One observed row (x, y), enough to trace the model's latent sites."""
+        return torch.zeros(1, self.input_size), self.likelihood.check_targets(torch.zeros(1))
+
+    def spec(self) -> dict:
+        """A plain description from which ``from_spec`` rebuilds the same model."""
+        return {
+            "layer_sizes": list(self.layer_sizes),
+            "activation": self.activation,
+            "likelihood": self.likelihood.spec(),
+            "priors": [prior_to_spec(p) for p in self.priors],
+        }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping) -> BayesianMLP:
+        expected = {"layer_sizes", "activation", "likelihood", "priors"}
+        if set(spec) != expected:
+            raise ValueError(f"model spec needs exactly the keys {sorted(expected)}, got "
+                             f"{sorted(spec)}")
+        return cls(
+            [int(s) for s in spec["layer_sizes"]],
+            likelihood_from_spec(dict(spec["likelihood"])),
+            [prior_from_spec(dict(p)) for p in spec["priors"]],
+            spec["activation"],
+        )
+
+    def __repr__(self) -> str:
+        sizes = "-".join(map(str, self.layer_sizes))
+        return f"BayesianMLP({sizes}, {self.activation}, {type(self.likelihood).__name__})"

@@ -1,0 +1,99 @@
+"""Posterior predictive from weight draws, computed in chunks of inputs so memory stays bounded.
+
+Draws come in the library's one posterior format: a dict ``site name → tensor`` with a leading
+sample dimension S (any inference method produces it). For inputs x the network is evaluated for
+all S draws at once, chunk by chunk: peak memory is O(S · chunk_size · widest layer), not O(S · N).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+
+import torch
+
+from .inputs import as_features, as_targets
+
+__all__ = ["predict", "posterior_predictive", "log_likelihood", "default_chunk_size"]
+
+_CHUNK_ELEMENTS = 2**24  # floats of activations per chunk (64 MiB in float32)
+
+
+def default_chunk_size(num_samples: int, widest_layer: int) -> int:
+    """Rows per chunk so that S × rows × width stays near 2^24 activations."""
+    return max(1, _CHUNK_ELEMENTS // max(1, num_samples * widest_layer))
+
+
+def _num_samples(samples: Mapping[str, torch.Tensor]) -> int:
+    sizes = {v.shape[0] for v in samples.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"posterior draws disagree on the number of samples: {sorted(sizes)}")
+    return sizes.pop()
+
+
+def _chunks(model, samples, x: torch.Tensor, chunk_size: int | None, fn: Callable):
+    """Apply fn(outputs, samples, rows) per chunk of rows and return the list of results."""
+    num_samples = _num_samples(samples)
+    device = next(iter(samples.values())).device
+    chunk_size = chunk_size or default_chunk_size(num_samples, max(model.layer_sizes))
+    results = []
+    with torch.no_grad():
+        for start in range(0, x.shape[0], chunk_size):
+            rows = slice(start, start + chunk_size)
+            results.append(fn(model.network(x[rows].to(device), samples), rows))
+    return results
+
+
+def posterior_predictive(
+    model,
+    samples: Mapping[str, torch.Tensor],
+    x,
+    *,
+    chunk_size: int | None = None,
+    level: float = 0.95,
+):
+    """Predictive summary of ``model.likelihood`` over the S draws in ``samples``.
+
+    Classification gives ``ClassificationPrediction`` (mean probabilities and the entropy split
+    total = aleatoric + epistemic); regression gives ``RegressionPrediction`` (mean, std split
+    into aleatoric and epistemic parts, central ``level`` interval).
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    x = as_features(x, model.input_size)
+    parts = _chunks(model, samples, x, chunk_size,
+                    lambda f, rows: model.likelihood.summarize(f, samples, level))
+    first = parts[0]
+    joined = {
+        f.name: torch.cat([getattr(p, f.name) for p in parts])
+        if torch.is_tensor(getattr(first, f.name)) else getattr(first, f.name)
+        for f in fields(first)
+    }
+    return type(first)(**joined)
+
+
+def log_likelihood(
+    model, samples: Mapping[str, torch.Tensor], x, y, *, chunk_size: int | None = None
+) -> torch.Tensor:
+    """log p(y_n | x_n, w_s) for every draw s and point n: shape (S, N)."""
+    x = as_features(x, model.input_size)
+    y = as_targets(y, model.likelihood, x.shape[0])
+    device = next(iter(samples.values())).device
+    parts = _chunks(model, samples, x, chunk_size,
+                    lambda f, rows: model.likelihood.log_prob(f, y[rows].to(device), samples))
+    return torch.cat(parts, dim=-1)
+
+
+def predict(
+    model,
+    guide,
+    x,
+    *,
+    num_samples: int = 100,
+    chunk_size: int | None = None,
+    level: float = 0.95,
+    generator: torch.Generator | None = None,
+):
+    """Draw ``num_samples`` weights from the guide and summarise the posterior predictive."""
+    samples = guide.sample_posterior(num_samples, generator=generator)
+    return posterior_predictive(model, samples, x, chunk_size=chunk_size, level=level)
