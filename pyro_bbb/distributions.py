@@ -129,12 +129,12 @@ def check_prior(prior: object, where: str = "prior") -> torch.distributions.Dist
     return prior
 
 
-def distribution_to(d: torch.distributions.Distribution, device: torch.device):
-    """The same distribution with its parameters on ``device`` (rebuilt from arg_constraints)."""
-    params = {k: getattr(d, k) for k in d.arg_constraints}
-    if all(torch.as_tensor(v).device == device for v in params.values()):
-        return d
-    return type(d)(**{k: torch.as_tensor(v).to(device) for k, v in params.items()})
+def distribution_to(
+    d: torch.distributions.Distribution, device: torch.device, validate_args: bool | None = None
+):
+    """The same distribution rebuilt from its arg_constraints with parameters on ``device``."""
+    params = {k: torch.as_tensor(getattr(d, k)).to(device) for k in d.arg_constraints}
+    return type(d)(**params, validate_args=validate_args)
 
 
 def _spec_values(prior) -> tuple[str, dict] | None:

@@ -161,7 +161,7 @@ class Gaussian(Likelihood):
         if self.noise is not None:
             return {}
         if device not in self._priors:
-            self._priors[device] = distribution_to(self.noise_prior, device)
+            self._priors[device] = distribution_to(self.noise_prior, device, validate_args=False)
         return {"noise": pyro.sample("noise", self._priors[device])}
 
     def _scale(self, f: torch.Tensor, latents: dict) -> torch.Tensor | float:

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import pyro
 import torch
 import torch.nn.functional as F
+from pyro.distributions import Independent
 
 from .distributions import (
     check_prior,
@@ -43,6 +44,24 @@ ACTIVATIONS = {
 def site_names(layer: int) -> tuple[str, str]:
     """Names of the weight and bias sites of layer ``layer``."""
     return f"layer{layer}.weight", f"layer{layer}.bias"
+
+
+def _drop_data_slot(value: torch.Tensor, event_dim: int) -> torch.Tensor:
+    """Drop the size-1 dim that outer plates (e.g. vectorised particles) leave for the data plate.
+
+    Under ``pyro.plate("particles", K, dim=-2)`` a global site has batch shape (K, 1): dim −1 is
+    the data plate's slot. Weights of shape (K, out, in) then give outputs (K, B, out), whose batch
+    dims (K, B) line up with the plates. Keeping the slot would give (K, 1, B, out), which the
+    plates broadcast to (K, K, B) and silently multiply the loss by K.
+    """
+    if value.dim() == event_dim:
+        return value
+    if value.shape[-event_dim - 1] != 1:
+        raise ValueError(
+            f"a global site has batch shape {tuple(value.shape[:value.dim() - event_dim])}; "
+            "its last batch dim must be 1 (the data plate's slot, dim -1)"
+        )
+    return value.squeeze(-event_dim - 1)
 
 
 class BayesianMLP:
@@ -82,7 +101,10 @@ class BayesianMLP:
         priors = scale_mixture_prior() if prior is None else prior
         if isinstance(priors, torch.distributions.Distribution):
             priors = [priors] * num_layers
-        priors = list(priors)
+        if not isinstance(priors, (list, tuple)):
+            raise TypeError(
+                f"prior must be a torch/Pyro Distribution or a list of them, got {priors!r}"
+            )
         if len(priors) != num_layers:
             raise ValueError(f"got {len(priors)} priors for {num_layers} layers")
         self.layer_sizes = sizes
@@ -113,8 +135,13 @@ class BayesianMLP:
     def site_priors(self, device: torch.device) -> dict[str, torch.distributions.Distribution]:
         """Each site's prior, expanded to the site's shape, on ``device`` (cached)."""
         if device not in self._site_priors:
+            # validation off: the support is the reals, and checks would sync a GPU every step
             self._site_priors[device] = {
-                name: distribution_to(self.priors[layer], device).expand(shape).to_event(len(shape))
+                name: Independent(
+                    distribution_to(self.priors[layer], device, validate_args=False).expand(shape),
+                    len(shape),
+                    validate_args=False,
+                )
                 for name, shape, layer in self._sites()
             }
         return self._site_priors[device]
@@ -135,9 +162,11 @@ class BayesianMLP:
     ) -> torch.Tensor:
         """The Pyro model: sample weights, observe y inside the data plate scaled by N/B."""
         params = {
-            name: pyro.sample(name, prior) for name, prior in self.site_priors(x.device).items()
+            name: _drop_data_slot(pyro.sample(name, prior), prior.event_dim)
+            for name, prior in self.site_priors(x.device).items()
         }
-        params.update(self.likelihood.sample_latents(x.device))
+        latents = self.likelihood.sample_latents(x.device)
+        params.update({name: _drop_data_slot(v, 0) for name, v in latents.items()})
         f = self.network(x, params)
         batch = x.shape[0]
         size = batch if num_data is None else num_data

@@ -171,7 +171,11 @@ def _epoch_record(epoch: int, means: torch.Tensor, seconds: float) -> EpochRecor
 
 
 class _FiniteGuard:
-    """Checks recorded losses every ``every`` steps; keeps a copy of the last good parameters."""
+    """Every ``every`` steps, checks the recorded losses and the parameters in one sync.
+
+    Keeps a copy of the last parameters that were finite and reached only through finite losses;
+    on failure it restores them and raises NonFiniteLossError naming the first bad step.
+    """
 
     def __init__(self, module: torch.nn.Module, every: int):
         self.module, self.every = module, every
@@ -187,18 +191,28 @@ class _FiniteGuard:
     def check(self) -> None:
         if not self.pending:
             return
-        finite = torch.isfinite(torch.stack([loss for loss, _, _ in self.pending])).tolist()
-        if not all(finite):
-            loss, step, epoch = self.pending[finite.index(False)]
-            self.module.load_state_dict(self.good)
-            raise NonFiniteLossError(
-                f"the loss became non-finite ({loss.item()}) at step {step} (epoch {epoch}); "
-                f"the guide was restored to its parameters after step {self.good_step}, the last "
-                "check with finite losses. Try a lower learning rate or a smaller init_rho.",
-                step,
-                epoch,
-            )
-        self.good_step = self.pending[-1][1]
-        for name, value in self.module.state_dict().items():
-            self.good[name].copy_(value)
+        losses = torch.stack([loss for loss, _, _ in self.pending])
+        params_ok = torch.stack([torch.isfinite(p).all() for p in self.module.parameters()])
+        flags = torch.cat([torch.isfinite(losses), params_ok.all().reshape(1)]).tolist()
+        if all(flags):
+            self.good_step = self.pending[-1][1]
+            for name, value in self.module.state_dict().items():
+                self.good[name].copy_(value)
+            self.pending.clear()
+            return
+        first = flags.index(False)
+        if first < len(self.pending):
+            loss, step, epoch = self.pending[first]
+            what = f"the loss became non-finite ({loss.item()}) at step {step} (epoch {epoch})"
+        else:
+            _, step, epoch = self.pending[-1]
+            what = f"the parameters became non-finite after step {step} (epoch {epoch})"
+        self.module.load_state_dict(self.good)
         self.pending.clear()
+        raise NonFiniteLossError(
+            f"{what}; the guide was restored to its parameters after step {self.good_step}, the "
+            "last check at which losses and parameters were finite. Try a lower learning rate "
+            "or a smaller init_rho.",
+            step,
+            epoch,
+        )

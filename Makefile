@@ -1,0 +1,35 @@
+# Two entry points: `make run` (the main job) and `make test` (install + test suite).
+# Both create .venv on first use. TORCH picks the PyTorch build: the default is the CPU wheel
+# that these machines carry; on a CUDA machine use e.g. `make test TORCH=torch`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+SPEC ?=
+BIN := $(VENV)/bin
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: run test data lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/pyro-bbb run $(SPEC)
+
+data:
+	@test -d $(FASHION_MNIST) || { \
+	  echo "installing Debian's dataset-fashion-mnist into $(FASHION_MNIST)"; \
+	  apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; }
+
+test: $(BIN)/.installed data
+	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check pyro_bbb tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs

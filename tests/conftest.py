@@ -1,0 +1,25 @@
+"""Every test starts clean: empty param store, validation on, seeded RNGs."""
+
+import os
+from pathlib import Path
+
+import pyro
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def clean_pyro():
+    pyro.clear_param_store()
+    pyro.enable_validation(True)
+    pyro.set_rng_seed(0)
+    torch.set_default_dtype(torch.float32)
+    yield
+    pyro.clear_param_store()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data beside the repository, or $PYRO_BBB_DATA."""
+    root = os.environ.get("PYRO_BBB_DATA")
+    return Path(root) if root else Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -1,0 +1,124 @@
+"""Posterior predictive: chunking, the uncertainty split, intervals, per-point log-likelihoods."""
+
+import math
+
+import pytest
+import torch
+
+from pyro_bbb import (
+    BayesianMLP,
+    Bernoulli,
+    Categorical,
+    Gaussian,
+    MeanFieldGuide,
+    log_likelihood,
+    posterior_predictive,
+    predict,
+)
+from pyro_bbb.likelihoods import mixture_quantile
+from pyro_bbb.predict import default_chunk_size
+
+
+def classifier(init_rho=-1.0):
+    model = BayesianMLP([4, 8, 3], Categorical(3))
+    return model, MeanFieldGuide(model, init_rho=init_rho)
+
+
+def test_chunked_equals_unchunked():
+    model, guide = classifier()
+    draws = guide.sample_posterior(20)
+    x = torch.randn(53, 4)
+    whole = posterior_predictive(model, draws, x, chunk_size=10_000)
+    chunked = posterior_predictive(model, draws, x, chunk_size=7)
+    for name in ("probs", "total_entropy", "aleatoric", "epistemic"):
+        torch.testing.assert_close(getattr(chunked, name), getattr(whole, name))
+    torch.testing.assert_close(log_likelihood(model, draws, x, torch.zeros(53, dtype=torch.long),
+                                              chunk_size=5),
+                               log_likelihood(model, draws, x, torch.zeros(53, dtype=torch.long)))
+
+
+def test_entropy_split_adds_up_and_vanishes_without_weight_uncertainty():
+    model, guide = classifier()
+    x = torch.randn(30, 4)
+    pred = predict(model, guide, x, num_samples=50)
+    torch.testing.assert_close(pred.total_entropy, pred.aleatoric + pred.epistemic)
+    assert torch.all(pred.epistemic >= 0) and torch.all(pred.total_entropy <= math.log(3) + 1e-6)
+    torch.testing.assert_close(pred.probs.sum(-1), torch.ones(30))
+    # identical draws: all uncertainty is aleatoric
+    same = {n: v.expand(10, *v.shape) for n, v in guide.median().items()}
+    point = posterior_predictive(model, same, x)
+    torch.testing.assert_close(point.epistemic, torch.zeros(30), atol=1e-6, rtol=0)
+    assert point.predicted.shape == (30,)
+
+
+def test_regression_summary_known_answers():
+    model = BayesianMLP([1, 1], Gaussian(noise=0.5))
+    # two draws of the line y = w x + b: (w, b) = (1, 0) and (3, 0)
+    draws = {"layer0.weight": torch.tensor([[[1.0]], [[3.0]]]),
+             "layer0.bias": torch.zeros(2, 1)}
+    x = torch.tensor([[0.0], [1.0]])
+    pred = posterior_predictive(model, draws, x, level=0.9)
+    torch.testing.assert_close(pred.mean, torch.tensor([0.0, 2.0]))
+    torch.testing.assert_close(pred.epistemic_std, torch.tensor([0.0, 1.0]))
+    torch.testing.assert_close(pred.aleatoric_std, torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(pred.std, torch.tensor([0.5, math.sqrt(1.25)]))
+    # at x = 0 both components coincide: the interval is the Gaussian one
+    z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.95))
+    assert pred.upper[0].item() == pytest.approx(0.5 * z.item(), rel=1e-4)
+    assert pred.lower[0].item() == pytest.approx(-0.5 * z.item(), rel=1e-4)
+
+
+def test_mixture_quantile_inverts_the_mixture_cdf():
+    locs = torch.tensor([[-1.0, 0.0], [2.0, 0.0], [0.5, 0.0]])
+    scales = torch.tensor([[0.3, 1.0], [0.7, 1.0], [1.0, 1.0]])
+    for q in (0.025, 0.5, 0.9):
+        value = mixture_quantile(locs, scales, q)
+        cdf = torch.distributions.Normal(locs, scales).cdf(value).mean(0)
+        torch.testing.assert_close(cdf, torch.full((2,), q), atol=1e-5, rtol=0)
+
+
+def test_learned_noise_enters_the_aleatoric_part():
+    model = BayesianMLP([2, 1], Gaussian())
+    guide = MeanFieldGuide(model)
+    draws = guide.sample_posterior(100)
+    pred = posterior_predictive(model, draws, torch.randn(5, 2))
+    expected = draws["noise"].pow(2).mean().sqrt()
+    torch.testing.assert_close(pred.aleatoric_std, expected.expand(5))
+
+
+def test_log_likelihood_per_point():
+    model = BayesianMLP([3, 1], Bernoulli())
+    guide = MeanFieldGuide(model)
+    draws = guide.sample_posterior(6)
+    x, y = torch.randn(11, 3), torch.randint(0, 2, (11,))
+    ll = log_likelihood(model, draws, x, y)
+    assert ll.shape == (6, 11)
+    logits = model.network(x, draws).squeeze(-1)
+    expected = torch.distributions.Bernoulli(logits=logits).log_prob(y.float())
+    torch.testing.assert_close(ll, expected)
+
+
+def test_chunk_size_bounds_activation_memory():
+    assert default_chunk_size(100, 1200) == 2**24 // (100 * 1200)
+    assert default_chunk_size(10**9, 10**9) == 1
+    model, guide = classifier()
+    draws = guide.sample_posterior(4)
+    seen = []
+    original = model.network
+    model.network = lambda x, params: seen.append(x.shape[0]) or original(x, params)
+    posterior_predictive(model, draws, torch.randn(25, 4), chunk_size=10)
+    assert seen == [10, 10, 5]
+
+
+def test_predict_rejects_bad_input():
+    model, guide = classifier()
+    with pytest.raises(ValueError, match="X has 5 features but the model expects 4"):
+        predict(model, guide, torch.randn(3, 5))
+    with pytest.raises(ValueError, match="X contains NaN"):
+        predict(model, guide, torch.tensor([[0.0, float("inf"), 0.0, 0.0]]))
+    with pytest.raises(ValueError, match="level must be in"):
+        predict(model, guide, torch.randn(3, 4), level=1.5)
+    with pytest.raises(ValueError, match="disagree on the number of samples"):
+        draws = guide.sample_posterior(4)
+        draws["layer0.bias"] = draws["layer0.bias"][:2]
+        posterior_predictive(model, draws, torch.randn(3, 4))
