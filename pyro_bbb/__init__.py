@@ -15,6 +15,17 @@ from .predict import log_likelihood, posterior_predictive, predict
 
 __version__ = "0.1.0"
 
+_LAZY = {"BBBRegressor": "estimators", "BBBClassifier": "estimators"}
+
+
+def __getattr__(name: str):
+    """BBBRegressor / BBBClassifier import scikit-learn, so they load on first use."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "ScaleMixtureNormal",
     "gaussian_prior",
@@ -33,4 +44,6 @@ __all__ = [
     "log_likelihood",
     "posterior_predictive",
     "predict",
+    "BBBRegressor",
+    "BBBClassifier",
 ]

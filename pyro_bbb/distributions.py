@@ -25,6 +25,7 @@ __all__ = [
     "distribution_to",
     "prior_to_spec",
     "prior_from_spec",
+    "prior_parameters",
 ]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -88,7 +89,7 @@ class ScaleMixtureNormal(TorchDistribution):
         log_n2 = -0.5 * (value / self.sigma2) ** 2 - self.sigma2.log() - _HALF_LOG_2PI
         return torch.logaddexp(self.pi.log() + log_n1, torch.log1p(-self.pi) + log_n2)
 
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape=()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         with torch.no_grad():
             first = torch.rand(shape, dtype=self.pi.dtype, device=self.pi.device) < self.pi
@@ -152,6 +153,11 @@ _SPEC_BUILDERS = {
     "gaussian": (gaussian_prior, ("sigma",)),
     "lognormal": (LogNormal, ("loc", "scale")),
 }
+
+
+def prior_parameters() -> dict[str, tuple[str, ...]]:
+    """Each built-in prior kind and the names of its parameters."""
+    return {kind: names for kind, (_, names) in _SPEC_BUILDERS.items()}
 
 
 def prior_to_spec(prior: torch.distributions.Distribution) -> dict:

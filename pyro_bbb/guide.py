@@ -46,7 +46,7 @@ class GuideSite:
         support = self.support
         while isinstance(support, constraints.independent):
             support = support.base_constraint
-        return support is constraints.real
+        return type(support) is type(constraints.real)  # survives deepcopy and pickling
 
 
 def _key(name: str) -> str:
@@ -88,6 +88,7 @@ class MeanFieldGuide(nn.Module):
             example_args = model.example_args()
         if not math.isfinite(init_rho):
             raise ValueError(f"init_rho must be finite, got {init_rho}")
+        self.init_rho = float(init_rho)
         self.sites: list[GuideSite] = []
         self.loc = nn.ParameterDict()
         self.rho = nn.ParameterDict()

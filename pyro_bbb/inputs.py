@@ -16,15 +16,23 @@ def _to_tensor(data, name: str) -> torch.Tensor:
     if hasattr(data, "to_numpy"):  # pandas DataFrame / Series
         data = data.to_numpy()
     if torch.is_tensor(data):
-        return data
-    try:
-        array = np.asarray(data)
-    except ValueError as err:  # ragged nested lists
-        raise ValueError(f"{name} is ragged or not numeric: {err}") from None
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
-                                     or array.dtype == bool):
-        raise ValueError(f"{name} must be numeric, got dtype {array.dtype}")
-    return torch.from_numpy(array)
+        tensor = data
+    else:
+        try:
+            array = np.asarray(data)
+        except ValueError as err:  # ragged nested lists
+            raise ValueError(f"{name} is ragged or not numeric: {err}") from None
+        if array.dtype == object:
+            try:
+                array = array.astype(np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be numeric, got non-numeric entries") from None
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            raise ValueError(f"{name} must be numeric, got dtype {array.dtype}")
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
+    if tensor.is_complex():
+        raise ValueError(f"{name} must be real-valued, got complex dtype {tensor.dtype}")
+    return tensor
 
 
 def as_features(x, input_size: int | None = None, name: str = "X") -> torch.Tensor:
@@ -36,10 +44,11 @@ def as_features(x, input_size: int | None = None, name: str = "X") -> torch.Tens
         raise ValueError(f"{name} must have shape (n_samples, n_features), got {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 rows)")
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} has no features (0 columns)")
     if input_size is not None and x.shape[1] != input_size:
         raise ValueError(f"{name} has {x.shape[1]} features but the model expects {input_size}")
-    if not x.is_floating_point():
-        x = x.to(torch.get_default_dtype())
+    x = x.to(torch.get_default_dtype())
     if not bool(torch.isfinite(x).all()):
         rows = torch.nonzero(~torch.isfinite(x).all(1)).flatten()[:5].tolist()
         raise ValueError(f"{name} contains NaN or infinite values (first bad rows: {rows})")

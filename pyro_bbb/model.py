@@ -123,7 +123,8 @@ class BayesianMLP:
 
     def _sites(self):
         """(name, shape, layer) of every weight and bias site, in model order."""
-        for i, (d_in, d_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
+        sizes = self.layer_sizes
+        for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             weight, bias = site_names(i)
             yield weight, (d_out, d_in), i
             yield bias, (d_out,), i

@@ -7,6 +7,10 @@ import pyro
 import pytest
 import torch
 
+# Small tensors gain nothing from two threads, and on a busy 2-core machine thread hand-offs make
+# every op milliseconds slower: the suite runs single-threaded.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def clean_pyro():

@@ -220,7 +220,7 @@ def test_sample_posterior_and_snr_shapes():
         "layer1.bias": (7, 1), "noise": (7,)}
     assert bool((draws["noise"] > 0).all())
     snr = guide.signal_to_noise()
-    torch.testing.assert_close(snr["layer0.weight"],
-                               guide.locs()["layer0.weight"].abs() / guide.scales()["layer0.weight"])
+    expected = guide.locs()["layer0.weight"].abs() / guide.scales()["layer0.weight"]
+    torch.testing.assert_close(snr["layer0.weight"], expected)
     with pytest.raises(ValueError, match="num_samples must be a positive int"):
         guide.sample_posterior(0)

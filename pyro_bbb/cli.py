@@ -1,0 +1,220 @@
+"""The ``pyro-bbb`` command: run an experiment spec, evaluate or predict with a checkpoint.
+
+    pyro-bbb run [SPEC.toml] [--out DIR] [--set key=value ...] [--device D] [--smoke]
+    pyro-bbb evaluate CHECKPOINT [--spec SPEC.toml] [--set key=value ...] [--output FILE.json]
+    pyro-bbb predict CHECKPOINT --input FILE.csv|.npy [--output FILE.csv] [--num-samples S]
+
+Every command takes ``--threads N`` (torch CPU threads).
+
+Bad input (unknown config keys, missing files, corrupt checkpoints, wrong feature counts) prints
+``error: <message>`` to stderr and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import (
+    ExperimentConfig,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    packaged_spec,
+    smoke_config,
+)
+from .infer import NonFiniteLossError
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyro-bbb", description="Bayes by Backprop (Blundell et al. 2015) on Pyro.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train and evaluate an experiment spec; write a run folder")
+    run.add_argument("spec", nargs="?", type=Path,
+                     help="experiment spec (TOML); default: the packaged toy_regression.toml")
+    run.add_argument("--out", type=Path, help="run folder (must not exist or be empty); "
+                     "default runs/<name>-<YYYYmmdd-HHMMSS>")
+    _add_config_options(run)
+    run.add_argument("--device", help="training device: auto, cpu, cuda, cuda:1, …")
+    run.add_argument("--smoke", action="store_true",
+                     help="tiny run (1 epoch, few samples, at most 512 points) to check a spec")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_threads_option(run)
+
+    ev = sub.add_parser("evaluate", help="re-evaluate a checkpoint on its spec's test data")
+    ev.add_argument("checkpoint", type=Path)
+    ev.add_argument("--spec", type=Path,
+                    help="spec giving the test data (default: the spec saved in the checkpoint)")
+    _add_config_options(ev)
+    ev.add_argument("--output", type=Path, help="also write the metrics JSON to this file")
+    _add_threads_option(ev)
+
+    pr = sub.add_parser("predict", help="predict with a checkpoint for inputs in a CSV/NPY file")
+    pr.add_argument("checkpoint", type=Path)
+    pr.add_argument("--input", type=Path, required=True,
+                    help=".npy array or .csv (comma-separated, optional header) of features")
+    pr.add_argument("--output", type=Path, help="CSV file to write (default: stdout)")
+    pr.add_argument("--num-samples", type=int, default=100, help="posterior samples (100)")
+    pr.add_argument("--level", type=float, default=0.95, help="interval level (0.95)")
+    pr.add_argument("--seed", type=int, default=0, help="seed of the posterior samples (0)")
+    _add_threads_option(pr)
+    return parser
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a spec value, e.g. --set training.epochs=5 (repeatable)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _add_threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=_positive_int, metavar="N",
+                        help="CPU threads for torch (default: torch's choice); 1 is often "
+                        "fastest for small networks or on a busy machine")
+
+
+def _config(spec: Path | None, overrides: Sequence[str]) -> ExperimentConfig:
+    config = load_config(spec if spec is not None else packaged_spec())
+    return apply_overrides(config, overrides) if overrides else config
+
+
+def _run(args) -> int:
+    from .experiment import new_run_dir, run_experiment
+
+    config = _config(args.spec, args.overrides)
+    if args.device:
+        config = apply_overrides(config, [f"training.device={args.device}"])
+    if args.smoke:
+        config = smoke_config(config)
+    out = args.out if args.out is not None else new_run_dir(config.name)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"run folder {out} already exists and is not empty")
+    print(f"running {config.name} → {out}", flush=True)
+    result = run_experiment(config, out, progress=not args.no_progress)
+    fitted = result.fit
+    print(f"trained {config.training.epochs} epochs ({fitted.steps} steps) in "
+          f"{fitted.seconds:.1f} s on {fitted.device}")
+    _print_metrics(result.metrics)
+    print(f"wrote {', '.join(sorted(p.name for p in result.files.values()))} to {out}")
+    return 0
+
+
+def _print_metrics(metrics: dict) -> None:
+    width = max(len(k) for k in metrics)
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"  {key:<{width}}  {shown}")
+
+
+def _evaluate(args) -> int:
+    from .experiment import evaluate_checkpoint, json_safe
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    if args.spec is not None:
+        config = _config(args.spec, args.overrides)
+    else:
+        spec = checkpoint.metadata.get("spec")
+        if not isinstance(spec, dict):
+            raise ValueError(f"{args.checkpoint} has no saved spec; pass --spec SPEC.toml")
+        config = config_from_dict(spec)
+        config = apply_overrides(config, args.overrides) if args.overrides else config
+    metrics = evaluate_checkpoint(checkpoint, config).metrics
+    text = json.dumps(json_safe({"checkpoint": str(args.checkpoint), "name": config.name,
+                                 "metrics": metrics}), indent=2, allow_nan=False)
+    if args.output is not None:
+        args.output.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def _read_features(path: Path) -> np.ndarray:
+    """Features from .npy or .csv (comma-separated; a non-numeric first line is a header)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"input file not found: {path}")
+    if path.suffix == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except ValueError as err:
+            raise ValueError(f"{path}: not a numeric .npy array ({err})") from None
+    if path.suffix != ".csv":
+        raise ValueError(f"{path}: input must be a .csv or .npy file")
+    lines = path.read_text().splitlines()
+    if not lines:
+        raise ValueError(f"{path} is empty")
+    try:
+        [float(v) for v in lines[0].split(",")]
+        skip = 0
+    except ValueError:
+        skip = 1
+    try:
+        return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
+    except ValueError as err:
+        raise ValueError(f"{path}: not a numeric CSV ({err})") from None
+
+
+def _predict(args) -> int:
+    from .experiment import prediction_table
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    x = _read_features(args.input)
+    if x.ndim == 1 and checkpoint.model.input_size == 1:
+        x = x[:, None]
+    names, table = prediction_table(checkpoint, x, num_samples=args.num_samples,
+                                    level=args.level, seed=args.seed)
+    buffer = io.StringIO()
+    fmt = ["%d" if n == "predicted" else "%.6g" for n in names]
+    np.savetxt(buffer, table.numpy(), delimiter=",", header=",".join(names), comments="", fmt=fmt)
+    if args.output is not None:
+        args.output.write_text(buffer.getvalue())
+        print(f"wrote {table.shape[0]} predictions to {args.output}")
+    else:
+        sys.stdout.write(buffer.getvalue())
+    return 0
+
+
+_COMMANDS = {"run": _run, "evaluate": _evaluate, "predict": _predict}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``pyro-bbb``; returns the exit status (2 for bad input)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse has printed its usage message
+        return int(exit_.code or 0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return _COMMANDS[args.command](args)
+    except (ValueError, CheckpointError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,412 @@
+"""Train and evaluate one experiment described by an ExperimentConfig, and write its run folder.
+
+``run_experiment(config, out_dir)`` is what ``pyro-bbb run`` does, callable from notebooks. A run
+folder holds ``checkpoint.pt``, ``metrics.json``, ``history.json``, ``config.toml`` and figures.
+Regression metrics are in the data's original units (UCI targets are standardised for training).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+
+from . import __version__
+from .checkpoint import Checkpoint, check_compatible, save_checkpoint
+from .config import (
+    ExperimentConfig,
+    FashionMNISTData,
+    ToyRegressionData,
+    UCIData,
+    config_to_dict,
+    config_to_toml,
+)
+from .data import (
+    Standardizer,
+    load_fashion_mnist,
+    load_uci_split,
+    toy_regression,
+    toy_regression_heldout,
+    toy_regression_truth,
+)
+from .guide import MeanFieldGuide
+from .infer import FitResult, fit
+from .inputs import as_features
+from .likelihoods import ClassificationPrediction, RegressionPrediction
+from .metrics import (
+    accuracy,
+    brier_score,
+    expected_calibration_error,
+    interval_coverage,
+    nll,
+    rmse,
+)
+from .model import BayesianMLP
+from .predict import log_likelihood, posterior_predictive
+
+__all__ = [
+    "ExperimentData",
+    "Evaluation",
+    "ExperimentResult",
+    "load_data",
+    "build_model",
+    "evaluate",
+    "evaluate_checkpoint",
+    "run_experiment",
+    "write_run",
+    "new_run_dir",
+    "hardware_string",
+    "json_safe",
+    "prediction_table",
+    "standardizer_from_metadata",
+]
+
+Prediction = ClassificationPrediction | RegressionPrediction
+
+
+@dataclass
+class ExperimentData:
+    """Training and test data as the model sees them (standardised when ``standardizer``)."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    standardizer: Standardizer | None = None
+    truth: Callable[[torch.Tensor], torch.Tensor] | None = None  # noise-free curve, if known
+
+
+@dataclass
+class Evaluation:
+    """Test metrics (plain floats) and the predictions behind them, in original units.
+
+    For 1-D regression ``grid``/``grid_prediction`` span the training and test inputs and
+    ``outside_x``; they feed the regression-band figure.
+    """
+
+    metrics: dict[str, float]
+    prediction: Prediction
+    grid: torch.Tensor | None = None
+    grid_prediction: RegressionPrediction | None = None
+
+
+@dataclass
+class ExperimentResult:
+    config: ExperimentConfig
+    model: BayesianMLP
+    guide: MeanFieldGuide
+    fit: FitResult
+    evaluation: Evaluation
+    data: ExperimentData
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.evaluation.metrics
+
+
+# --------------------------------------------------------------------------- data and model
+
+
+def _toy(cfg: ToyRegressionData) -> ExperimentData:
+    train = toy_regression(cfg.num_points, cfg.seed, cfg.x_range, cfg.noise_std)
+    test = toy_regression_heldout(cfg.num_test, cfg.test_range, cfg.test_noise_std, cfg.seed + 1)
+    return ExperimentData(train.x, train.y, test.x, test.y, truth=toy_regression_truth)
+
+
+def _fashion(cfg: FashionMNISTData) -> ExperimentData:
+    train = load_fashion_mnist(cfg.root, "train")
+    test = load_fashion_mnist(cfg.root, "test")
+    n, m = cfg.limit_train, cfg.limit_test
+    return ExperimentData(train.images[:n], train.labels[:n], test.images[:m], test.labels[:m])
+
+
+def _uci(cfg: UCIData) -> ExperimentData:
+    split = load_uci_split(cfg.folder, cfg.split)
+    standardizer = Standardizer.fit(split.x_train, split.y_train)
+    return ExperimentData(*standardizer.transform(split), standardizer=standardizer)
+
+
+_LOADERS: dict[type, Callable[[Any], ExperimentData]] = {
+    ToyRegressionData: _toy,
+    FashionMNISTData: _fashion,
+    UCIData: _uci,
+}
+
+
+def load_data(config: ExperimentConfig) -> ExperimentData:
+    """Load (and for UCI standardise) the training and test data of ``config``."""
+    return _LOADERS[type(config.data)](config.data)
+
+
+def build_model(config: ExperimentConfig, input_size: int) -> BayesianMLP:
+    """The BayesianMLP of ``config`` for inputs of width ``input_size``."""
+    likelihood = config.likelihood.build(config.data.num_classes)
+    sizes = config.network.layer_sizes(input_size, likelihood.output_size)
+    return BayesianMLP(sizes, likelihood, config.prior.build(), config.network.activation)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _to_original(pred: Prediction, standardizer: Standardizer | None) -> Prediction:
+    """The prediction on the CPU, regression outputs mapped back to original target units."""
+    pred = replace(pred, **{f.name: getattr(pred, f.name).cpu() for f in fields(pred)
+                            if torch.is_tensor(getattr(pred, f.name))})
+    if standardizer is None or not isinstance(pred, RegressionPrediction):
+        return pred
+    loc, scale = standardizer.inverse_target, standardizer.inverse_scale
+    return replace(pred, mean=loc(pred.mean), lower=loc(pred.lower), upper=loc(pred.upper),
+                   std=scale(pred.std), aleatoric_std=scale(pred.aleatoric_std),
+                   epistemic_std=scale(pred.epistemic_std))
+
+
+def _regression(config, model, samples, data) -> Evaluation:
+    ev, std = config.evaluation, data.standardizer
+    pred = _to_original(posterior_predictive(model, samples, data.x_test, chunk_size=ev.chunk_size,
+                                             level=ev.level), std)
+    y = data.y_test if std is None else std.inverse_target(data.y_test)
+    log_p = log_likelihood(model, samples, data.x_test, data.y_test, chunk_size=ev.chunk_size)
+    test_ll = (log_p.logsumexp(0) - math.log(log_p.shape[0])).mean().cpu()
+    if std is not None:  # density in original units: divide by σ_y
+        test_ll = test_ll - std.y_std.log()
+    metrics = {
+        "rmse": rmse(pred.mean, y),
+        "test_log_likelihood": float(test_ll),
+        "interval_coverage": interval_coverage(pred.lower, pred.upper, y),
+        "mean_std": float(pred.std.mean()),
+        "num_test": int(y.shape[0]),
+    }
+    evaluation = Evaluation(metrics, pred)
+    if model.input_size == 1:
+        _band(config, model, samples, data, evaluation)
+    return evaluation
+
+
+def _band(config, model, samples, data, evaluation: Evaluation) -> None:
+    """1-D regression: predictions on a grid and the std ratio outside vs inside the data."""
+    std, ev = data.standardizer, config.evaluation
+
+    def original(x):
+        return x if std is None else x * std.x_std + std.x_mean
+
+    x_train, x_test = original(data.x_train)[:, 0], original(data.x_test)[:, 0]
+    lo = min(float(x_train.min()), float(x_test.min()), ev.outside_x)
+    hi = max(float(x_train.max()), float(x_test.max()), ev.outside_x)
+    grid = torch.cat([torch.linspace(lo, hi, 400), torch.tensor([ev.outside_x])])[:, None]
+    inputs = grid if std is None else std.transform_features(grid)
+    pred = _to_original(posterior_predictive(model, samples, inputs, level=ev.level), std)
+    inside = (grid[:-1, 0] >= x_train.min()) & (grid[:-1, 0] <= x_train.max())
+    std_inside, std_outside = float(pred.std[:-1][inside].mean()), float(pred.std[-1])
+    evaluation.metrics.update(std_inside=std_inside, std_outside=std_outside,
+                              std_ratio=std_outside / std_inside)
+    evaluation.grid = grid[:-1, 0]
+    evaluation.grid_prediction = replace(pred, **{
+        f.name: getattr(pred, f.name)[:-1] for f in fields(pred)
+        if torch.is_tensor(getattr(pred, f.name))})
+
+
+def _classification(config, model, samples, data) -> Evaluation:
+    ev = config.evaluation
+    pred = _to_original(posterior_predictive(model, samples, data.x_test, chunk_size=ev.chunk_size,
+                                             level=ev.level), None)
+    probs, y = pred.probs, data.y_test
+    metrics = {
+        "accuracy": accuracy(probs, y),
+        "nll": nll(probs, y),
+        "ece": expected_calibration_error(probs, y, ev.num_bins),
+        "brier": brier_score(probs, y),
+        "mean_epistemic": float(pred.epistemic.mean()),
+        "num_test": int(y.shape[0]),
+    }
+    return Evaluation(metrics, pred)
+
+
+def evaluate(
+    config: ExperimentConfig, model: BayesianMLP, guide: MeanFieldGuide, data: ExperimentData
+) -> Evaluation:
+    """Test metrics from ``config.evaluation.num_samples`` posterior draws (seeded by
+    ``config.seed``). Classification: accuracy, nll, ece, brier; regression: rmse,
+    test_log_likelihood (MC mixture density), interval_coverage, and for 1-D inputs
+    std_inside / std_outside / std_ratio."""
+    device = next(guide.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    samples = guide.sample_posterior(config.evaluation.num_samples, generator=generator)
+    task = _regression if config.data.task == "regression" else _classification
+    return task(config, model, samples, data)
+
+
+def evaluate_checkpoint(checkpoint: Checkpoint, config: ExperimentConfig) -> Evaluation:
+    """Re-evaluate a saved model on ``config``'s test data (architectures must match)."""
+    data = load_data(config)
+    check_compatible(checkpoint, build_model(config, data.x_train.shape[1]))
+    return evaluate(config, checkpoint.model, checkpoint.guide, data)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run_experiment(
+    config: ExperimentConfig, out_dir: str | os.PathLike | None = None, progress: bool = False
+) -> ExperimentResult:
+    """Load data, fit the mean-field guide by SVI (seeded), evaluate; with ``out_dir`` also
+    write the run folder (see ``write_run``)."""
+    data = load_data(config)
+    model = build_model(config, data.x_train.shape[1])
+    pyro.set_rng_seed(config.seed)
+    guide = MeanFieldGuide(model, init_rho=config.guide.init_rho)
+    t = config.training
+    fitted = fit(model, guide, data.x_train, data.y_train, epochs=t.epochs,
+                 batch_size=t.batch_size, lr=t.lr, num_particles=t.num_particles,
+                 kl_weighting=t.kl_weighting, seed=config.seed, device=t.device,
+                 progress=progress)
+    result = ExperimentResult(config, model, guide, fitted, evaluate(config, model, guide, data),
+                              data)
+    if out_dir is not None:
+        write_run(result, out_dir)
+    return result
+
+
+def hardware_string(device: str | torch.device = "cpu") -> str:
+    """Platform, CPU count, torch version and threads, and the GPU name when on CUDA."""
+    device = torch.device(device)
+    parts = [platform.platform(), platform.processor() or platform.machine(),
+             f"{os.cpu_count()} CPUs", f"torch {torch.__version__} ({torch.get_num_threads()} "
+             "threads)"]
+    if device.type == "cuda":
+        parts.append(torch.cuda.get_device_name(device))
+    return "; ".join(parts)
+
+
+def json_safe(value: Any) -> Any:
+    """Replace non-finite floats by None so the file is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _write_json(path: Path, value: Any) -> Path:
+    path.write_text(json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def new_run_dir(name: str, root: str | os.PathLike = "runs") -> Path:
+    """Create and return ``root/<name>-<YYYYmmdd-HHMMSS>`` (suffix -2, -3, … if taken)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    Path(root).mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        path = Path(root) / (f"{name}-{stamp}" + (f"-{attempt}" if attempt > 1 else ""))
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not find a free run folder name under {root}")
+
+
+def _standardizer_metadata(standardizer: Standardizer | None) -> dict | None:
+    if standardizer is None:
+        return None
+    return {k: getattr(standardizer, k).tolist()
+            for k in ("x_mean", "x_std", "y_mean", "y_std")}
+
+
+def standardizer_from_metadata(metadata: Mapping) -> Standardizer | None:
+    """The Standardizer saved in a checkpoint's metadata, if any."""
+    saved = metadata.get("standardizer")
+    if saved is None:
+        return None
+    return Standardizer(**{k: torch.tensor(v, dtype=torch.float32) for k, v in saved.items()})
+
+
+def write_run(result: ExperimentResult, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write checkpoint.pt, metrics.json, history.json, config.toml and the figures.
+
+    ``out_dir`` is created; an existing non-empty folder is refused (never overwritten).
+    """
+    from . import plots  # matplotlib only when figures are written
+
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"run folder {out} already exists and is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    config, fitted, evaluation = result.config, result.fit, result.evaluation
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    spec = config_to_dict(config)
+    training = {"seconds": fitted.seconds, "epochs": config.training.epochs,
+                "steps": fitted.steps, "device": fitted.device,
+                "final_epoch": asdict(fitted.history[-1]) if fitted.history else None}
+    files = {
+        "checkpoint": save_checkpoint(out / "checkpoint.pt", result.model, result.guide, {
+            "spec": spec, "standardizer": _standardizer_metadata(result.data.standardizer),
+            "metrics": json_safe(evaluation.metrics), "date": date,
+            "pyro_bbb_version": __version__}),
+        "metrics": _write_json(out / "metrics.json", {
+            "name": config.name, "metrics": evaluation.metrics, "training": training,
+            "hardware": hardware_string(fitted.device), "date": date,
+            "pyro_bbb_version": __version__, "spec": spec}),
+        "history": _write_json(out / "history.json", fitted.history_dict()),
+        "config": out / "config.toml",
+    }
+    files["config"].write_text(config_to_toml(config))
+    history = fitted.history_dict()
+    if history:
+        files["training_curves"] = plots.save_figure(plots.training_curves(history),
+                                                     out / "training_curves.png")
+    if isinstance(evaluation.prediction, ClassificationPrediction):
+        fig = plots.reliability_diagram(evaluation.prediction.probs, result.data.y_test,
+                                        config.evaluation.num_bins)
+        files["reliability"] = plots.save_figure(fig, out / "reliability.png")
+    elif evaluation.grid_prediction is not None:
+        data, std = result.data, result.data.standardizer
+        x_train = data.x_train if std is None else data.x_train * std.x_std + std.x_mean
+        y_train = data.y_train if std is None else std.inverse_target(data.y_train)
+        m = evaluation.metrics
+        fig = plots.regression_band(
+            x_train, y_train, evaluation.grid, evaluation.grid_prediction, truth=data.truth,
+            title=f"{config.name}: std at x={config.evaluation.outside_x:g} is "
+                  f"{m['std_ratio']:.1f}× the mean std inside the data")
+        files["regression_band"] = plots.save_figure(fig, out / "regression_band.png")
+    result.files = files
+    return files
+
+
+def prediction_table(
+    checkpoint: Checkpoint, x, num_samples: int = 100, level: float = 0.95, seed: int = 0
+) -> tuple[list[str], torch.Tensor]:
+    """Column names and an (N, columns) table of predictions for raw features ``x``.
+
+    Classification: predicted, prob_0…, total_entropy, aleatoric, epistemic. Regression: mean,
+    std, lower, upper, aleatoric_std, epistemic_std (original units; a saved Standardizer is
+    applied to x and undone on the outputs).
+    """
+    model, guide = checkpoint.model, checkpoint.guide
+    standardizer = standardizer_from_metadata(checkpoint.metadata)
+    x = as_features(x, model.input_size)
+    if standardizer is not None:
+        x = standardizer.transform_features(x)
+    device = next(guide.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    samples = guide.sample_posterior(num_samples, generator=generator)
+    pred = _to_original(posterior_predictive(model, samples, x, level=level), standardizer)
+    if isinstance(pred, ClassificationPrediction):
+        names = ["predicted"] + [f"prob_{c}" for c in range(pred.probs.shape[1])]
+        names += ["total_entropy", "aleatoric", "epistemic"]
+        columns = [pred.predicted[:, None].to(pred.probs.dtype), pred.probs,
+                   pred.total_entropy[:, None], pred.aleatoric[:, None], pred.epistemic[:, None]]
+        return names, torch.cat(columns, 1)
+    names = ["mean", "std", "lower", "upper", "aleatoric_std", "epistemic_std"]
+    return names, torch.stack([getattr(pred, n) for n in names], 1)
