@@ -16,7 +16,6 @@ from pyro_bbb import BayesianMLP, Categorical, MeanFieldGuide
 from pyro_bbb.checkpoint import load_checkpoint, save_checkpoint
 from pyro_bbb.cli import main
 from pyro_bbb.config import DATA_ENV, config_to_dict, load_config
-from pyro_bbb.data import DEFAULT_FASHION_MNIST_ROOT
 from pyro_bbb.experiment import new_run_dir
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -130,7 +129,6 @@ def test_new_run_dir_never_reuses_a_folder(tmp_path):
     assert first != second and first.is_dir() and second.is_dir()
 
 
-@pytest.mark.skipif(not DEFAULT_FASHION_MNIST_ROOT.is_dir(), reason="Fashion-MNIST not installed")
 def test_fashion_mnist_spec_smoke(tmp_path):
     out = tmp_path / "fm"
     argv = ["run", str(MODELS / "fashion_mnist.toml"), "--smoke", "--out", str(out),
