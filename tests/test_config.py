@@ -93,7 +93,7 @@ def test_fashion_spec_is_784_400_400_10_scale_mixture():
     assert config.prior.to_dict() == {"kind": "scale_mixture", "pi": 0.5, "sigma1": 1.0,
                                       "sigma2": pytest.approx(math.exp(-6))}
     t = config.training
-    assert (t.batch_size, t.lr, t.epochs, config.guide.init_rho) == (128, 1e-3, 10, -5.0)
+    assert (t.batch_size, t.lr, t.epochs, config.guide.init_rho) == (128, 1e-3, 10, -8.0)
 
 
 def test_defaults_fill_optional_sections():

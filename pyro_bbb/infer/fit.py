@@ -137,7 +137,8 @@ def fit(
     guard = _FiniteGuard(guide, check_every)
     result = FitResult(guide, device=str(device))
     start = time.perf_counter()
-    bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=not progress, leave=False)
+    bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=not progress, leave=False,
+               mininterval=0.5)
     with pyro.validation_enabled(False):
         for epoch in bar:
             epoch_start = time.perf_counter()
@@ -158,7 +159,7 @@ def fit(
             record = _epoch_record(epoch, sums / num_batches, time.perf_counter() - epoch_start)
             result.history.append(record)
             bar.set_postfix(elbo=f"{record.elbo:.4g}", nll=f"{record.nll:.4g}",
-                            kl=f"{record.complexity:.4g}")
+                            kl=f"{record.complexity:.4g}", refresh=False)
             if callback is not None:
                 callback(record)
     result.seconds = time.perf_counter() - start
