@@ -8,7 +8,7 @@ SPEC ?=
 BIN := $(VENV)/bin
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test data lint clean
+.PHONY: run test data lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ data:
 
 test: $(BIN)/.installed data
 	$(BIN)/python -m pytest -q
+
+# blitz and bayesian-torch declare torchvision, which the layers we time never import: install
+# them without dependencies so that the CPU torch build stays as it is.
+bench: $(BIN)/.installed
+	$(BIN)/python -m pip install -q --no-deps blitz-bayesian-pytorch==0.2.8 bayesian-torch==0.5.0
+	$(BIN)/python benchmarks/speed.py --markdown
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check pyro_bbb tests benchmarks

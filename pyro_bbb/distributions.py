@@ -4,8 +4,9 @@
 
     p(w) = π N(w | 0, σ1²) + (1 − π) N(w | 0, σ2²)
 
-Its log density is evaluated in log space with ``logsumexp`` so that it stays finite far in the
-tails, where both component densities underflow in float32 (e.g. |w| = 40 with σ2 = e⁻⁸).
+Its log density is evaluated in log space, log p = a + log(1 + e^(b − a)) with a, b the weighted
+component log densities and b the narrower one, so it stays finite far in the tails, where both
+component densities underflow in float32 (e.g. |w| = 40 with σ2 = e⁻⁸).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _check_parameter(name: str, value: torch.Tensor, low: float, high: float | N
 class ScaleMixtureNormal(TorchDistribution):
     r"""Zero-mean two-component Gaussian scale mixture π·N(0,σ1²) + (1−π)·N(0,σ2²).
 
-    ``log_prob(w) = logsumexp(log π + log N(w|0,σ1²), log(1−π) + log N(w|0,σ2²))``.
+    ``log_prob(w) = log(π N(w|0,σ1²) + (1−π) N(w|0,σ2²))``, computed in log space.
     Parameters broadcast; ``pi`` must lie in (0, 1) and both scales must be positive, which is
     always checked at construction (a ValueError names the bad parameter).
     """
@@ -60,6 +61,18 @@ class ScaleMixtureNormal(TorchDistribution):
         for name, value in (("pi", pi), ("sigma1", sigma1), ("sigma2", sigma2)):
             _check_parameter(name, torch.as_tensor(value), 0.0, 1.0 if name == "pi" else None)
         self.pi, self.sigma1, self.sigma2 = broadcast_all(pi, sigma1, sigma2)
+        # log(π N1) = a(w) = c_a − h_a w², log((1−π) N2) = b(w) = c_b − h_b w², ordered so that
+        # h_b ≥ h_a (b is the narrower component); then log p = a + softplus(b − a) and
+        # b − a ≤ c_b − c_a, so nothing overflows. Kept at the parameters' own shape: an
+        # expanded prior broadcasts them instead of recomputing them per element.
+        log_w1 = self.pi.log() - self.sigma1.log() - _HALF_LOG_2PI
+        log_w2 = torch.log1p(-self.pi) - self.sigma2.log() - _HALF_LOG_2PI
+        half1, half2 = 0.5 / self.sigma1**2, 0.5 / self.sigma2**2
+        first_wider = half1 <= half2
+        c_a = torch.where(first_wider, log_w1, log_w2)
+        h_a = torch.where(first_wider, half1, half2)
+        self._terms = (c_a, h_a, torch.where(first_wider, log_w2, log_w1) - c_a,
+                       torch.where(first_wider, half2, half1) - h_a)
         scalar = all(isinstance(v, Number) for v in (pi, sigma1, sigma2))
         batch_shape = torch.Size() if scalar else self.pi.shape
         super().__init__(batch_shape, validate_args=validate_args)
@@ -70,6 +83,7 @@ class ScaleMixtureNormal(TorchDistribution):
         new.pi = self.pi.expand(batch_shape)
         new.sigma1 = self.sigma1.expand(batch_shape)
         new.sigma2 = self.sigma2.expand(batch_shape)
+        new._terms = self._terms
         super(ScaleMixtureNormal, new).__init__(batch_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
@@ -85,9 +99,11 @@ class ScaleMixtureNormal(TorchDistribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        log_n1 = -0.5 * (value / self.sigma1) ** 2 - self.sigma1.log() - _HALF_LOG_2PI
-        log_n2 = -0.5 * (value / self.sigma2) ** 2 - self.sigma2.log() - _HALF_LOG_2PI
-        return torch.logaddexp(self.pi.log() + log_n1, torch.log1p(-self.pi) + log_n2)
+        square = value * value
+        c_a, h_a, dc, dh = self._terms
+        log_prob = c_a - h_a * square + torch.log1p(torch.exp(dc - dh * square))  # ≤ e^dc
+        shape = torch.broadcast_shapes(log_prob.shape, self.batch_shape)
+        return log_prob if log_prob.shape == shape else log_prob.expand(shape)
 
     def sample(self, sample_shape=()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)

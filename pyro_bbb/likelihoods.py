@@ -71,12 +71,14 @@ class Likelihood:
 
     output_size: int
 
-    def sample_latents(self, device: torch.device) -> dict[str, torch.Tensor]:
-        """Sample the likelihood's own global latent sites (outside the data plate)."""
+    def latent_priors(self, device: torch.device | None = None) -> dict[str, dist.Distribution]:
+        """Priors of the likelihood's own global latent sites (on ``device`` if given)."""
         return {}
 
-    def latent_priors(self) -> dict[str, torch.distributions.Distribution]:
-        return {}
+    def sample_latents(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """Sample the likelihood's own global latent sites (outside the data plate)."""
+        return {name: pyro.sample(name, prior)
+                for name, prior in self.latent_priors(device).items()}
 
     def distribution(self, f: torch.Tensor, latents: dict) -> dist.Distribution:
         raise NotImplementedError
@@ -154,15 +156,14 @@ class Gaussian(Likelihood):
         self.noise_prior = dist.LogNormal(0.0, 1.0) if noise_prior is None else noise_prior
         self._priors: dict[torch.device, dist.Distribution] = {}
 
-    def latent_priors(self):
-        return {} if self.noise is not None else {"noise": self.noise_prior}
-
-    def sample_latents(self, device):
+    def latent_priors(self, device=None):
         if self.noise is not None:
             return {}
+        if device is None:
+            return {"noise": self.noise_prior}
         if device not in self._priors:
             self._priors[device] = distribution_to(self.noise_prior, device, validate_args=False)
-        return {"noise": pyro.sample("noise", self._priors[device])}
+        return {"noise": self._priors[device]}
 
     def _scale(self, f: torch.Tensor, latents: dict) -> torch.Tensor | float:
         if self.noise is not None:

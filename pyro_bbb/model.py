@@ -19,6 +19,7 @@ import pyro
 import torch
 import torch.nn.functional as F
 from pyro.distributions import Independent
+from torch.distributions import Distribution
 
 from .distributions import (
     check_prior,
@@ -111,7 +112,8 @@ class BayesianMLP:
         self.likelihood = likelihood
         self.activation = activation
         self.priors = [check_prior(p, f"prior of layer {i}") for i, p in enumerate(priors)]
-        self._site_priors: dict[torch.device, dict[str, torch.distributions.Distribution]] = {}
+        self._device_priors: dict[torch.device, dict[str, Distribution]] = {}
+        self._site_priors: dict[torch.device, dict[str, Distribution]] = {}
 
     @property
     def num_layers(self) -> int:
@@ -133,17 +135,22 @@ class BayesianMLP:
         """Shape of every weight and bias site, in model order."""
         return {name: shape for name, shape, _ in self._sites()}
 
-    def site_priors(self, device: torch.device) -> dict[str, torch.distributions.Distribution]:
-        """Each site's prior, expanded to the site's shape, on ``device`` (cached)."""
-        if device not in self._site_priors:
+    def univariate_priors(self, device: torch.device) -> dict[str, Distribution]:
+        """Each site's univariate prior on ``device``, unexpanded (cached; validation off)."""
+        if device not in self._device_priors:
             # validation off: the support is the reals, and checks would sync a GPU every step
+            on_device = [distribution_to(p, device, validate_args=False) for p in self.priors]
+            self._device_priors[device] = {name: on_device[layer]
+                                           for name, _, layer in self._sites()}
+        return self._device_priors[device]
+
+    def site_priors(self, device: torch.device) -> dict[str, Distribution]:
+        """Each site's prior expanded to the site's shape, as the Pyro model samples it."""
+        if device not in self._site_priors:
+            priors = self.univariate_priors(device)
             self._site_priors[device] = {
-                name: Independent(
-                    distribution_to(self.priors[layer], device, validate_args=False).expand(shape),
-                    len(shape),
-                    validate_args=False,
-                )
-                for name, shape, layer in self._sites()
+                name: Independent(priors[name].expand(shape), len(shape), validate_args=False)
+                for name, shape in self.site_shapes().items()
             }
         return self._site_priors[device]
 

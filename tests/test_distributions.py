@@ -49,6 +49,14 @@ def test_log_prob_finite_far_in_the_tails(w):
     assert value.item() == pytest.approx(want, rel=1e-6)
 
 
+def test_component_order_does_not_matter():
+    w = torch.cat([torch.linspace(-50, 50, 201), torch.linspace(-0.01, 0.01, 101)])
+    forward = ScaleMixtureNormal(0.3, 1.0, math.exp(-7)).log_prob(w)
+    swapped = ScaleMixtureNormal(0.7, math.exp(-7), 1.0).log_prob(w)
+    assert torch.isfinite(swapped).all()
+    torch.testing.assert_close(swapped, forward)
+
+
 def test_naive_exp_then_log_would_underflow():
     # the failure mode the log-space form avoids: in float32 both densities are exactly zero
     w = torch.tensor(40.0)

@@ -1,11 +1,14 @@
 """Inference: SVI training (fit) and the ELBO it optimises."""
 
 from .elbo import ELBOTerms, elbo_terms
+from .engine import FastELBO, supports_fast_elbo
 from .fit import EpochRecord, FitResult, NonFiniteLossError, fit, kl_weights, resolve_device
 
 __all__ = [
     "ELBOTerms",
     "elbo_terms",
+    "FastELBO",
+    "supports_fast_elbo",
     "EpochRecord",
     "FitResult",
     "NonFiniteLossError",

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ..inputs import as_features, as_targets
 from .elbo import elbo_terms
+from .engine import FastELBO, supports_fast_elbo
 
 __all__ = ["fit", "FitResult", "EpochRecord", "NonFiniteLossError", "kl_weights", "resolve_device"]
 
@@ -110,6 +111,7 @@ def fit(
     progress: bool = True,
     check_every: int | None = None,
     callback: Callable[[EpochRecord], None] | None = None,
+    engine: str = "auto",
 ) -> FitResult:
     """Fit ``guide`` to the posterior of ``model`` given data (x, y) by SVI.
 
@@ -117,7 +119,9 @@ def fit(
     ``params -> torch.optim.Optimizer`` (default Adam(lr)). Losses are checked for NaN/inf every
     ``check_every`` steps (default: 1 on CPU, 50 on CUDA, so the GPU is not synced every step);
     on a non-finite loss the guide is restored to the last checked parameters and
-    ``NonFiniteLossError`` names the step.
+    ``NonFiniteLossError`` names the step. ``engine="fast"`` computes each step's ELBO with
+    ``FastELBO`` (same estimator, no Pyro tracing), ``"pyro"`` with Pyro traces (any model and
+    guide); ``"auto"`` picks the fast one whenever the model and guide allow it.
     """
     _check_settings(epochs, batch_size, lr, num_particles)
     device = resolve_device(device)
@@ -134,6 +138,7 @@ def fit(
     num_batches = math.ceil(num_data / batch_size)
     weights = kl_weights(num_batches, kl_weighting).tolist()
     check_every = check_every or (1 if device.type == "cpu" else 50)
+    step_terms = _step_terms(model, guide, num_particles, engine)
     guard = _FiniteGuard(guide, check_every)
     result = FitResult(guide, device=str(device))
     start = time.perf_counter()
@@ -146,8 +151,7 @@ def fit(
             order = torch.randperm(num_data, device=device)
             for i in range(num_batches):
                 idx = order[i * batch_size : (i + 1) * batch_size]
-                terms = elbo_terms(model, guide, x[idx], y[idx], num_data=num_data,
-                                   num_particles=num_particles)
+                terms = step_terms(x[idx], y[idx], num_data)
                 loss = terms.data + weights[i] * terms.complexity
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -164,6 +168,19 @@ def fit(
                 callback(record)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _step_terms(model, guide, num_particles: int, engine: str) -> Callable:
+    """The ELBO estimator of one step: ``(x, y, num_data) -> ELBOTerms``."""
+    if engine not in ("auto", "fast", "pyro"):
+        raise ValueError(f"engine must be 'auto', 'fast' or 'pyro', got {engine!r}")
+    if engine == "fast" or (engine == "auto" and supports_fast_elbo(model, guide)):
+        return FastELBO(model, guide, num_particles)
+
+    def pyro_terms(x, y, num_data):
+        return elbo_terms(model, guide, x, y, num_data=num_data, num_particles=num_particles)
+
+    return pyro_terms
 
 
 def _epoch_record(epoch: int, means: torch.Tensor, seconds: float) -> EpochRecord:

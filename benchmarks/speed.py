@@ -1,0 +1,250 @@
+"""Training-step and prediction speed, all methods measured in one run on one machine.
+
+    python benchmarks/speed.py [--device auto] [--sizes 400 1200] [--batches 128 1024]
+                               [--repeats 7] [--steps 10] [--markdown]
+
+Prints JSON: for each network 784-H-H-10 and batch size, the median over ``repeats`` of the mean
+ms per training step (forward, backward, Adam) over ``steps`` steps, after warm-up, for:
+a deterministic MLP; pyro_bbb's FastELBO engine (fit's default); pyro_bbb's Pyro-trace path;
+pyro.infer.Trace_ELBO on the same model and guide; a hand-written eager PyTorch BBB; and, when
+installed, blitz-bayesian-pytorch and bayesian-torch (``make bench`` installs both). Every BBB
+step uses the scale-mixture prior (π=½, σ1=1, σ2=e⁻⁶; bayesian-torch supports only a Gaussian
+prior with an analytic KL) and one weight sample. Also: posterior-predictive time for S = 100
+samples over 10,000 inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import pyro
+import torch
+import torch.nn.functional as F
+from pyro.infer import Trace_ELBO
+from torch import nn
+
+import pyro_bbb as bbb
+from pyro_bbb.experiment import hardware_string
+from pyro_bbb.infer import FastELBO, resolve_device
+
+PI, SIGMA1, SIGMA2 = 0.5, 1.0, math.exp(-6)
+NUM_DATA = 60_000
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step: Callable[[], None], device, repeats: int, steps: int) -> float:
+    """Median over repeats of the mean ms per step, after a warm-up of ``steps`` steps."""
+    for _ in range(steps):
+        step()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1000 / steps)
+    return statistics.median(times)
+
+
+def adam_step(params, loss_fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        optimizer.step()
+
+    return step
+
+
+def deterministic(sizes, x, y):
+    layers = []
+    for d_in, d_out in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(d_in, d_out), nn.ReLU()]
+    net = nn.Sequential(*layers[:-1]).to(x.device)
+    return adam_step(net.parameters(), lambda: F.cross_entropy(net(x), y))
+
+
+def pyro_bbb_model(sizes, device):
+    model = bbb.BayesianMLP(sizes, bbb.Categorical(sizes[-1]),
+                            prior=bbb.scale_mixture_prior(PI, SIGMA1, SIGMA2))
+    return model, bbb.MeanFieldGuide(model).to(device)
+
+
+def pyro_bbb_fast(sizes, x, y):
+    model, guide = pyro_bbb_model(sizes, x.device)
+    elbo = FastELBO(model, guide)
+    return adam_step(guide.parameters(), lambda: elbo(x, y, NUM_DATA).loss)
+
+
+def pyro_bbb_traces(sizes, x, y):
+    model, guide = pyro_bbb_model(sizes, x.device)
+    return adam_step(guide.parameters(),
+                     lambda: bbb.elbo_terms(model, guide, x, y, num_data=NUM_DATA).loss)
+
+
+def pyro_trace_elbo(sizes, x, y):
+    model, guide = pyro_bbb_model(sizes, x.device)
+    elbo = Trace_ELBO(max_plate_nesting=1)
+    return adam_step(guide.parameters(),
+                     lambda: elbo.differentiable_loss(model, guide, x, y, num_data=NUM_DATA))
+
+
+class HandWrittenBBB(nn.Module):
+    """The usual eager PyTorch Bayes by Backprop layer stack (the baseline people write)."""
+
+    def __init__(self, sizes):
+        super().__init__()
+        shapes = [s for a, b in zip(sizes[:-1], sizes[1:], strict=True) for s in ((b, a), (b,))]
+        self.mu = nn.ParameterList(nn.Parameter(torch.randn(s) * 0.05) for s in shapes)
+        self.rho = nn.ParameterList(nn.Parameter(torch.full(s, -5.0)) for s in shapes)
+
+    def loss(self, x, y):
+        log_q = log_p = 0.0
+        weights = []
+        for mu, rho in zip(self.mu, self.rho, strict=True):
+            sigma = F.softplus(rho)
+            w = mu + sigma * torch.randn_like(mu)
+            log_q = log_q + torch.distributions.Normal(mu, sigma).log_prob(w).sum()
+            mixture = torch.stack([
+                math.log(PI) + torch.distributions.Normal(0.0, SIGMA1).log_prob(w),
+                math.log(1 - PI) + torch.distributions.Normal(0.0, SIGMA2).log_prob(w)])
+            log_p = log_p + torch.logsumexp(mixture, 0).sum()
+            weights.append(w)
+        h = x
+        for i in range(0, len(weights), 2):
+            h = F.linear(h, weights[i], weights[i + 1])
+            h = torch.relu(h) if i + 2 < len(weights) else h
+        nll = F.cross_entropy(h, y, reduction="sum") * NUM_DATA / x.shape[0]
+        return nll + log_q - log_p
+
+
+def hand_written(sizes, x, y):
+    net = HandWrittenBBB(sizes).to(x.device)
+    return adam_step(net.parameters(), lambda: net.loss(x, y))
+
+
+def blitz(sizes, x, y):
+    from blitz.modules import BayesianLinear
+
+    layers = [BayesianLinear(a, b, prior_sigma_1=SIGMA1, prior_sigma_2=SIGMA2, prior_pi=PI)
+              for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+    net = nn.ModuleList(layers).to(x.device)
+
+    def loss():
+        h = x
+        for i, layer in enumerate(net):
+            h = layer(h)
+            h = torch.relu(h) if i < len(net) - 1 else h
+        complexity = sum(layer.log_variational_posterior - layer.log_prior for layer in net)
+        return F.cross_entropy(h, y, reduction="sum") * NUM_DATA / x.shape[0] + complexity
+
+    return adam_step(net.parameters(), loss)
+
+
+def bayesian_torch(sizes, x, y):
+    from bayesian_torch.layers import LinearReparameterization
+
+    net = nn.ModuleList(LinearReparameterization(a, b)
+                        for a, b in zip(sizes[:-1], sizes[1:], strict=True)).to(x.device)
+
+    def loss():
+        h, kl = x, 0.0
+        for i, layer in enumerate(net):
+            h, layer_kl = layer(h)
+            kl = kl + layer_kl
+            h = torch.relu(h) if i < len(net) - 1 else h
+        return F.cross_entropy(h, y, reduction="sum") * NUM_DATA / x.shape[0] + kl
+
+    return adam_step(net.parameters(), loss)
+
+
+METHODS = {
+    "deterministic MLP": deterministic,
+    "pyro_bbb FastELBO (fit default)": pyro_bbb_fast,
+    "pyro_bbb Pyro traces": pyro_bbb_traces,
+    "pyro Trace_ELBO": pyro_trace_elbo,
+    "hand-written PyTorch BBB": hand_written,
+    "blitz-bayesian-pytorch 0.2.8": blitz,
+    "bayesian-torch 0.5.0 (Gaussian prior, analytic KL)": bayesian_torch,
+}
+
+
+def predictive_ms(device, repeats: int) -> float:
+    """ms for S=100 posterior draws over 10,000 inputs of 784-400-400-10 (chunked)."""
+    model, guide = pyro_bbb_model([784, 400, 400, 10], device)
+    x = torch.rand(10_000, 784, device=device)
+    draws = guide.sample_posterior(100)
+    return time_steps(lambda: bbb.posterior_predictive(model, draws, x), device, repeats, 1)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[400, 1200])
+    parser.add_argument("--batches", type=int, nargs="+", default=[128, 1024])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--markdown", action="store_true", help="also print a table to stderr")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    pyro.set_rng_seed(0)
+    results = []
+    with pyro.validation_enabled(False):
+        for hidden in args.sizes:
+            sizes = [784, hidden, hidden, 10]
+            for batch in args.batches:
+                x = torch.rand(batch, 784, device=device)
+                y = torch.randint(0, 10, (batch,), device=device)
+                baseline = None
+                for name, build in METHODS.items():
+                    try:
+                        step = build(sizes, x, y)
+                    except ImportError as err:
+                        results.append({"net": "-".join(map(str, sizes)), "batch": batch,
+                                        "method": name, "skipped": f"not installed ({err})"})
+                        continue
+                    ms = time_steps(step, device, args.repeats, args.steps)
+                    baseline = baseline or ms
+                    results.append({"net": "-".join(map(str, sizes)), "batch": batch,
+                                    "method": name, "ms_per_step": round(ms, 3),
+                                    "x_deterministic": round(ms / baseline, 2)})
+                    print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+        predictive = predictive_ms(device, max(3, args.repeats // 2))
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "hardware": hardware_string(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "train_step": results,
+        "posterior_predictive_S100_N10000_784-400-400-10_ms": round(predictive, 1),
+    }
+    print(json.dumps(report, indent=2))
+    if args.markdown:
+        print(markdown(results), file=sys.stderr)
+    return 0
+
+
+def markdown(results) -> str:
+    lines = ["| net | batch | method | ms / step | × deterministic |", "|---|---|---|---|---|"]
+    for r in results:
+        if "ms_per_step" in r:
+            lines.append(f"| {r['net']} | {r['batch']} | {r['method']} | {r['ms_per_step']:.2f} "
+                         f"| {r['x_deterministic']:.2f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
