@@ -4,7 +4,8 @@
                                [--repeats 7] [--steps 10] [--markdown]
 
 Prints JSON: for each network 784-H-H-10 and batch size, the median over ``repeats`` of the mean
-ms per training step (forward, backward, Adam) over ``steps`` steps, after warm-up, for:
+ms per training step (forward, backward, Adam) over ``steps`` steps, after warm-up, with the
+methods taking turns within each repeat, for:
 a deterministic MLP; pyro_bbb's FastELBO engine (fit's default); pyro_bbb's Pyro-trace path;
 pyro.infer.Trace_ELBO on the same model and guide; a hand-written eager PyTorch BBB; and, when
 installed, blitz-bayesian-pytorch and bayesian-torch (``make bench`` installs both). Every BBB
@@ -43,19 +44,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(step: Callable[[], None], device, repeats: int, steps: int) -> float:
-    """Median over repeats of the mean ms per step, after a warm-up of ``steps`` steps."""
-    for _ in range(steps):
-        step()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
+def time_interleaved(steps: dict[str, Callable[[], None]], device, repeats: int, count: int
+                     ) -> dict[str, float]:
+    """Median over repeats of the mean ms per step; methods take turns within each repeat, so
+    a slow spell of a shared machine hits them all alike. ``count`` warm-up steps first."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for step in steps.values():
+        for _ in range(count):
             step()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1000 / steps)
-    return statistics.median(times)
+    _sync(device)
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(count):
+                step()
+            _sync(device)
+            times[name].append((time.perf_counter() - start) * 1000 / count)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def adam_step(params, loss_fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
@@ -187,7 +192,8 @@ def predictive_ms(device, repeats: int) -> float:
     model, guide = pyro_bbb_model([784, 400, 400, 10], device)
     x = torch.rand(10_000, 784, device=device)
     draws = guide.sample_posterior(100)
-    return time_steps(lambda: bbb.posterior_predictive(model, draws, x), device, repeats, 1)
+    step = {"predict": lambda: bbb.posterior_predictive(model, draws, x)}
+    return time_interleaved(step, device, repeats, 1)["predict"]
 
 
 def main(argv=None) -> int:
@@ -208,18 +214,18 @@ def main(argv=None) -> int:
             for batch in args.batches:
                 x = torch.rand(batch, 784, device=device)
                 y = torch.randint(0, 10, (batch,), device=device)
-                baseline = None
+                steps, net = {}, "-".join(map(str, sizes))
                 for name, build in METHODS.items():
                     try:
-                        step = build(sizes, x, y)
+                        steps[name] = build(sizes, x, y)
                     except ImportError as err:
-                        results.append({"net": "-".join(map(str, sizes)), "batch": batch,
-                                        "method": name, "skipped": f"not installed ({err})"})
-                        continue
-                    ms = time_steps(step, device, args.repeats, args.steps)
-                    baseline = baseline or ms
-                    results.append({"net": "-".join(map(str, sizes)), "batch": batch,
-                                    "method": name, "ms_per_step": round(ms, 3),
+                        results.append({"net": net, "batch": batch, "method": name,
+                                        "skipped": f"not installed ({err})"})
+                medians = time_interleaved(steps, device, args.repeats, args.steps)
+                baseline = medians["deterministic MLP"]
+                for name, ms in medians.items():
+                    results.append({"net": net, "batch": batch, "method": name,
+                                    "ms_per_step": round(ms, 3),
                                     "x_deterministic": round(ms / baseline, 2)})
                     print(json.dumps(results[-1]), file=sys.stderr, flush=True)
         predictive = predictive_ms(device, max(3, args.repeats // 2))
