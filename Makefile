@@ -8,7 +8,7 @@ SPEC ?=
 BIN := $(VENV)/bin
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test data lint bench clean
+.PHONY: run test data lint bench notebooks clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ test: $(BIN)/.installed data
 bench: $(BIN)/.installed
 	$(BIN)/python -m pip install -q --no-deps blitz-bayesian-pytorch==0.2.8 bayesian-torch==0.5.0
 	$(BIN)/python benchmarks/speed.py --markdown
+
+# Execute every notebook at full size and store its outputs (figures) in place.
+notebooks: $(BIN)/.installed
+	for nb in notebooks/*.ipynb; do \
+	  $(BIN)/python -c "import nbclient, nbformat, sys; nb = nbformat.read(sys.argv[1], 4); \
+	  nbclient.NotebookClient(nb, timeout=3600, kernel_name='python3').execute(); \
+	  nbformat.write(nb, sys.argv[1])" "$$nb" || exit 1; done
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check pyro_bbb tests benchmarks
