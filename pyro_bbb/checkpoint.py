@@ -6,14 +6,23 @@ A checkpoint is a plain dict written with ``torch.save``::
      "model_spec": model.spec(),            # nested dicts/lists of str, int, float, bool, None
      "guide_state": guide.state_dict(),     # loc/rho tensors per site, stored on the CPU
      "guide_init": {"kind": "mean_field", ...},
-     "metadata": {...}}                     # JSON-like values only
+     "metadata": {...},                     # JSON-like values only
+     "training_state": {...} or absent}     # TrainingState.to_dict(include_guide=False)
+
+The optional ``training_state`` (added in pyro_bbb 0.2 without a version bump: readers that
+predate it ignore it) lets training resume exactly: optimizer state dict, RNG states as uint8 /
+int64 tensors, epoch / minibatch / step counters, the history as lists of numbers, and mid-epoch
+the epoch's permutation; the guide parameters are those of ``guide_state``.
 
 Loading first checks the zip archive's CRC-32 checksums (torch.load does not, so flipped bytes in
 tensor data would load silently), then reads it with ``torch.load(weights_only=True)`` only, whose
 unpickler accepts tensors and plain containers and refuses every other global: loading a file
 never runs code from it. Saving
 writes a temporary file in the target directory and moves it into place with ``os.replace``: a
-failed save leaves any previous checkpoint untouched and no partial file behind.
+failed save leaves any previous checkpoint untouched and no partial file behind. The data is
+fsynced before the rename and the directory after it, so a crash or ``kill -9`` at any moment
+leaves either the old or the new checkpoint, complete; a process killed mid-write can leave a
+stray ``.<name>.*.tmp`` file, which ``remove_stale_temporaries`` deletes.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from typing import Any
 import torch
 
 from .guide import MeanFieldGuide
+from .infer.fit import TrainingState
 from .model import BayesianMLP
 
 __all__ = [
@@ -41,6 +51,7 @@ __all__ = [
     "check_json_like",
     "describe_spec",
     "load_checkpoint",
+    "remove_stale_temporaries",
     "save_checkpoint",
 ]
 
@@ -57,12 +68,14 @@ class CheckpointError(ValueError):
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: the rebuilt model, its fitted guide and the saved metadata."""
+    """A loaded checkpoint: the rebuilt model, its fitted guide, the saved metadata and, when
+    saved, the TrainingState to resume training from (``fit(..., state=training_state)``)."""
 
     model: BayesianMLP
     guide: MeanFieldGuide
     metadata: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    training_state: TrainingState | None = None
 
 
 def check_json_like(value: Any, where: str = "metadata") -> None:
@@ -86,6 +99,25 @@ def check_json_like(value: Any, where: str = "metadata") -> None:
         f"{where} holds a {type(value).__name__}; metadata may only contain str, int, float, "
         "bool, None, lists and dicts (convert tensors with .tolist())"
     )
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Raise CheckpointError unless ``value`` loads with ``torch.load(weights_only=True)`` as
+    written: tensors, str/int/float/bool/None, lists, tuples, dicts with str or int keys."""
+    if value is None or torch.is_tensor(value) or isinstance(value, (str, bool, int, float)):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int)):
+                raise CheckpointError(f"{where} has a key {key!r}; keys must be str or int")
+            _check_plain(item, f"{where}[{key!r}]")
+        return
+    raise CheckpointError(f"{where} holds a value of type {type(value).__name__}, which a "
+                          "weights_only load would refuse (tensors and plain values only)")
 
 
 def describe_spec(spec: Mapping) -> str:
@@ -138,11 +170,15 @@ def save_checkpoint(
     model: BayesianMLP,
     guide: MeanFieldGuide,
     metadata: Mapping[str, Any] | None = None,
+    training_state: TrainingState | None = None,
 ) -> Path:
     """Write ``model``'s spec, ``guide``'s parameters and ``metadata`` to ``path`` atomically.
 
-    Returns the path written. Raises CheckpointError (and writes nothing) when the metadata is not
-    JSON-like, the guide does not belong to the model, or the model has no spec.
+    With ``training_state`` (from ``fit``'s ``on_checkpoint`` or ``FitResult.state``) the file
+    also holds what resuming needs, and the parameters written are the state's (the snapshot the
+    optimizer state belongs to). Returns the path written. Raises CheckpointError (and writes
+    nothing) when the metadata is not JSON-like, the guide does not belong to the model, the
+    model has no spec or the state holds something other than tensors and plain values.
     """
     path = Path(path)
     metadata = dict(metadata or {})
@@ -151,7 +187,8 @@ def save_checkpoint(
         spec = model.spec()
     except (AttributeError, ValueError) as err:
         raise CheckpointError(f"cannot save {model!r}: it has no plain spec ({err})") from err
-    state = {k: v.detach().cpu().clone() for k, v in guide.state_dict().items()}
+    source = guide.state_dict() if training_state is None else training_state.guide_state
+    state = {k: v.detach().cpu().clone() for k, v in source.items()}
     _check_state(state, model, f"cannot save to {path}")
     payload = {
         "format": FORMAT,
@@ -161,6 +198,12 @@ def save_checkpoint(
         "guide_init": {"kind": "mean_field", "init_rho": getattr(guide, "init_rho", None)},
         "metadata": metadata,
     }
+    if training_state is not None:
+        if not isinstance(training_state, TrainingState):
+            raise CheckpointError(f"training_state must be a TrainingState, got "
+                                  f"{type(training_state).__name__}")
+        payload["training_state"] = training_state.to_dict(include_guide=False)
+        _check_plain(payload["training_state"], "training_state")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot save checkpoint: directory {path.parent} does not exist")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -179,7 +222,38 @@ def save_checkpoint(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)
     return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (best effort: not every OS or filesystem can)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(path: PathLike) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files that saves of ``path`` killed mid-write left behind.
+
+    Only call it when no other process is saving to ``path``. Returns the files removed.
+    """
+    path = Path(path)
+    removed = []
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            stale.unlink()
+            removed.append(stale)
+        except OSError:
+            continue
+    return removed
 
 
 def _umask() -> int:
@@ -237,6 +311,16 @@ def _read(path: Path, map_location) -> dict:
     return payload
 
 
+def _training_state(path: Path, payload: Mapping) -> TrainingState | None:
+    saved = payload.get("training_state")
+    if saved is None:
+        return None
+    try:
+        return TrainingState.from_dict(saved, guide_state=payload["guide_state"])
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+
+
 def _guide_for(model: BayesianMLP, state: Mapping, init: Mapping) -> MeanFieldGuide:
     init_rho = init.get("init_rho")
     finite = isinstance(init_rho, (int, float)) and math.isfinite(init_rho)
@@ -268,7 +352,8 @@ def check_compatible(checkpoint: Checkpoint, model: BayesianMLP) -> None:
 def load_checkpoint(
     path: PathLike, map_location: str | torch.device = "cpu", model: BayesianMLP | None = None
 ) -> Checkpoint:
-    """Read a checkpoint written by ``save_checkpoint`` and rebuild its model and guide.
+    """Read a checkpoint written by ``save_checkpoint`` and rebuild its model and guide (and its
+    TrainingState, when it has one).
 
     With ``model`` given, the parameters are loaded into a guide for that model after
     ``check_compatible`` (and the returned checkpoint holds that model). Every problem with the
@@ -281,10 +366,12 @@ def load_checkpoint(
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: invalid model spec in checkpoint: {err}") from None
     _check_state(payload["guide_state"], saved_model, str(path))
+    training_state = _training_state(path, payload)
     guide = _guide_for(saved_model, payload["guide_state"], payload["guide_init"])
-    checkpoint = Checkpoint(saved_model, guide, payload["metadata"], path)
+    checkpoint = Checkpoint(saved_model, guide, payload["metadata"], path, training_state)
     if model is not None:
         check_compatible(checkpoint, model)
         checkpoint = Checkpoint(model, _guide_for(model, payload["guide_state"],
-                                                  payload["guide_init"]), payload["metadata"], path)
+                                                  payload["guide_init"]), payload["metadata"], path,
+                                training_state)
     return checkpoint

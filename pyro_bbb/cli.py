@@ -1,6 +1,8 @@
 """The ``pyro-bbb`` command: run an experiment spec, evaluate or predict with a checkpoint.
 
     pyro-bbb run [SPEC.toml] [--out DIR] [--set key=value ...] [--device D] [--smoke]
+                 [--checkpoint-every N]
+    pyro-bbb run [SPEC.toml] --resume RUN_DIR [--set training.epochs=E ...]
     pyro-bbb evaluate CHECKPOINT [--spec SPEC.toml] [--set key=value ...] [--output FILE.json]
     pyro-bbb predict CHECKPOINT --input FILE.csv|.npy [--output FILE.csv] [--num-samples S]
 
@@ -8,6 +10,12 @@ Every command takes ``--threads N`` (torch CPU threads).
 
 Bad input (unknown config keys, missing files, corrupt checkpoints, wrong feature counts) prints
 ``error: <message>`` to stderr and exits with status 2, without a traceback.
+
+``run`` keeps ``checkpoint.pt`` in the run folder up to date during training. Ctrl-C (SIGINT) or
+SIGTERM stops training at the next step boundary, saves a checkpoint there, prints the command
+that resumes the run and exits with status 130 (SIGINT) or 143 (SIGTERM); a second Ctrl-C aborts
+at once (the previous checkpoint stays). ``run --resume RUN_DIR`` continues from the checkpoint
+(with no SPEC, the run's own saved spec) and evaluates as usual.
 """
 
 from __future__ import annotations
@@ -15,7 +23,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import shlex
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +44,7 @@ from .config import (
     smoke_config,
 )
 from .infer import NonFiniteLossError
+from .infer.fit import TrainingInterrupted
 
 __all__ = ["main", "build_parser"]
 
@@ -46,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="experiment spec (TOML); default: the packaged toy_regression.toml")
     run.add_argument("--out", type=Path, help="run folder (must not exist or be empty); "
                      "default runs/<name>-<YYYYmmdd-HHMMSS>")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="continue the run in RUN_DIR from its checkpoint.pt to the spec's "
+                     "epochs, then evaluate (a finished run is re-evaluated); without SPEC the "
+                     "run's own saved spec is used")
+    run.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
+                     help="rewrite RUN_DIR/checkpoint.pt every N epochs (default: "
+                     "[training] checkpoint_every, else at the first epoch end a minute after "
+                     "the previous checkpoint); there is always one at the end")
     _add_config_options(run)
     run.add_argument("--device", help="training device: auto, cpu, cuda, cuda:1, …")
     run.add_argument("--smoke", action="store_true",
@@ -98,24 +119,140 @@ def _config(spec: Path | None, overrides: Sequence[str]) -> ExperimentConfig:
 
 
 def _run(args) -> int:
-    from .experiment import new_run_dir, run_experiment
+    from .experiment import new_run_dir, run_experiment, run_spec
 
-    config = _config(args.spec, args.overrides)
+    resume = args.resume
+    if resume is not None and args.out is not None and args.out.resolve() != resume.resolve():
+        raise ValueError(f"--resume {resume} and --out {args.out} name different folders; "
+                         "a resumed run is written into its own folder")
+    if resume is not None and args.spec is None:
+        config = run_spec(resume)
+        config = apply_overrides(config, args.overrides) if args.overrides else config
+    else:
+        config = _config(args.spec, args.overrides)
     if args.device:
         config = apply_overrides(config, [f"training.device={args.device}"])
+    if args.checkpoint_every:
+        config = apply_overrides(config, [f"training.checkpoint_every={args.checkpoint_every}"])
     if args.smoke:
         config = smoke_config(config)
-    out = args.out if args.out is not None else new_run_dir(config.name)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"run folder {out} already exists and is not empty")
-    print(f"running {config.name} → {out}", flush=True)
-    result = run_experiment(config, out, progress=not args.no_progress)
-    fitted = result.fit
-    print(f"trained {config.training.epochs} epochs ({fitted.steps} steps) in "
-          f"{fitted.seconds:.1f} s on {fitted.device}")
+    if resume is not None:
+        out = resume
+        if not (out / "checkpoint.pt").exists():
+            print(f"{out} has no checkpoint yet: starting {config.name} from the beginning",
+                  flush=True)
+        else:
+            _announce_resume(config.name, out)
+    else:
+        out = args.out if args.out is not None else new_run_dir(config.name)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise FileExistsError(f"run folder {out} already exists and is not empty")
+        print(f"running {config.name} → {out}", flush=True)
+    try:
+        with _StopOnSignal() as stop:
+            result = run_experiment(config, out, progress=not args.no_progress,
+                                    resume=resume is not None, stop=stop)
+    except TrainingInterrupted as err:
+        return _interrupted(err, stop.signal, out, args)
+    except NonFiniteLossError:
+        if (out / "checkpoint.pt").exists():
+            print(f"the last checkpoint with finite parameters is {out / 'checkpoint.pt'}",
+                  file=sys.stderr)
+        raise
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
+        _print_resume_hint(out, args, "aborted")
+        return 130
+    fitted, start = result.fit, result.resumed_from
+    if start is not None and start.step == fitted.steps:
+        print(f"the run had finished training ({config.training.epochs} epochs, {fitted.steps} "
+              "steps); evaluated it again")
+    else:
+        done = f"resumed at epoch {start.epoch} (step {start.step}); " if start else ""
+        print(f"{done}trained {config.training.epochs} epochs ({fitted.steps} steps) in "
+              f"{fitted.seconds:.1f} s on {fitted.device}")
     _print_metrics(result.metrics)
     print(f"wrote {', '.join(sorted(p.name for p in result.files.values()))} to {out}")
     return 0
+
+
+def _announce_resume(name: str, out: Path) -> None:
+    state = load_checkpoint(out / "checkpoint.pt").training_state
+    where = "" if state is None else f" from epoch {state.epoch}, step {state.step}"
+    print(f"resuming {name} in {out}{where}", flush=True)
+    threads = None if state is None else state.settings.get("threads")
+    if isinstance(threads, int) and threads != torch.get_num_threads():
+        print(f"note: the run trained with {threads} torch threads and this session uses "
+              f"{torch.get_num_threads()} (--threads): sums are split differently, so the result "
+              "will not be bit-identical to an uninterrupted run", file=sys.stderr)
+
+
+class _StopOnSignal:
+    """Context manager and ``stop()`` callable: SIGINT / SIGTERM set a flag that ``fit`` polls
+    after every step, so training stops at a step boundary with a checkpoint. A second signal
+    raises KeyboardInterrupt at once. Outside the main thread it installs nothing."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        # os.write: safe inside a signal handler, unlike print (tqdm may be writing to stderr)
+        os.write(2, b"\nstopping at the next training step and saving a checkpoint "
+                    b"(Ctrl-C again to abort now)\n")
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                signum = getattr(signal, name, None)
+                if signum is not None:
+                    self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+
+def _resume_command(out: Path, args) -> str:
+    words = ["pyro-bbb", "run"]
+    if args.spec is not None:
+        words.append(str(args.spec))
+    words += ["--resume", str(out)]
+    for item in args.overrides:
+        words += ["--set", item]
+    if args.device:
+        words += ["--device", args.device]
+    if args.smoke:
+        words.append("--smoke")
+    return shlex.join(words)
+
+
+def _print_resume_hint(out: Path, args, what: str) -> None:
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.exists():
+        print(f"{what}; the run folder {out} keeps its last checkpoint ({checkpoint}). Resume "
+              f"with:\n  {_resume_command(out, args)}", file=sys.stderr)
+    else:
+        print(f"{what} before the first checkpoint; start again with:\n  "
+              f"{_resume_command(out, args)}", file=sys.stderr)
+
+
+def _interrupted(err: TrainingInterrupted, signum: int | None, out: Path, args) -> int:
+    name = signal.Signals(signum).name if signum is not None else "a stop request"
+    state = err.state
+    print(f"interrupted by {name}: saved a checkpoint after step {state.step} (epoch "
+          f"{state.epoch}, minibatch {state.batch}) to {out / 'checkpoint.pt'}. Resume with:\n"
+          f"  {_resume_command(out, args)}", file=sys.stderr)
+    return 128 + (signum if signum is not None else signal.SIGINT)
 
 
 def _print_metrics(metrics: dict) -> None:

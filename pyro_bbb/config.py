@@ -441,7 +441,9 @@ class GuideConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Arguments of ``pyro_bbb.fit``."""
+    """Arguments of ``pyro_bbb.fit``. ``checkpoint_every``: a run folder's ``checkpoint.pt`` is
+    rewritten every that many epochs (unset: at the first epoch end a minute or more after the
+    previous one); there is always one at the end."""
 
     epochs: int = 10
     batch_size: int = 128
@@ -449,9 +451,10 @@ class TrainingConfig:
     num_particles: int = 1
     kl_weighting: str = "uniform"
     device: str = "auto"
+    checkpoint_every: int | None = None
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "num_particles"):
+        for name in ("epochs", "batch_size", "num_particles", "checkpoint_every"):
             _positive_int(getattr(self, name), f"training.{name}")
         _require(math.isfinite(self.lr) and self.lr > 0, "training.lr", "be a positive number",
                  self.lr)

@@ -3,6 +3,11 @@
 ``run_experiment(config, out_dir)`` is what ``pyro-bbb run`` does, callable from notebooks. A run
 folder holds ``checkpoint.pt``, ``metrics.json``, ``history.json``, ``config.toml`` and figures.
 Regression metrics are in the data's original units (UCI targets are standardised for training).
+
+During training ``checkpoint.pt`` is rewritten (atomically) every ``[training] checkpoint_every``
+epochs, or when unset at the first epoch end ``CHECKPOINT_SECONDS`` after the previous one, and
+at the end; it holds the TrainingState, so ``run_experiment(config, out_dir, resume=True)``
+continues an interrupted run and, on the CPU, ends with the parameters an uninterrupted run has.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import json
 import math
 import os
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,14 +26,23 @@ import pyro
 import torch
 
 from . import __version__
-from .checkpoint import Checkpoint, check_compatible, save_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    check_compatible,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from .config import (
     ExperimentConfig,
     FashionMNISTData,
     ToyRegressionData,
     UCIData,
+    config_from_dict,
     config_to_dict,
     config_to_toml,
+    load_config,
 )
 from .data import (
     Standardizer,
@@ -40,6 +54,7 @@ from .data import (
 )
 from .guide import MeanFieldGuide
 from .infer import FitResult, fit
+from .infer.fit import TrainingState
 from .inputs import as_features
 from .likelihoods import ClassificationPrediction, RegressionPrediction
 from .metrics import (
@@ -62,7 +77,11 @@ __all__ = [
     "evaluate",
     "evaluate_checkpoint",
     "run_experiment",
+    "run_spec",
+    "spec_differences",
     "write_run",
+    "CHECKPOINT_SECONDS",
+    "RESUMABLE_KEYS",
     "new_run_dir",
     "hardware_string",
     "json_safe",
@@ -71,6 +90,13 @@ __all__ = [
 ]
 
 Prediction = ClassificationPrediction | RegressionPrediction
+
+#: With ``[training] checkpoint_every`` unset, checkpoint at the first epoch end this many seconds
+#: after the previous checkpoint (a killed run loses about this much work at most).
+CHECKPOINT_SECONDS = 60.0
+#: Spec keys (dotted; a table name covers its keys) that may differ when a run is resumed.
+RESUMABLE_KEYS = ("name", "training.epochs", "training.lr", "training.device",
+                  "training.checkpoint_every", "evaluation")
 
 
 @dataclass
@@ -108,6 +134,7 @@ class ExperimentResult:
     evaluation: Evaluation
     data: ExperimentData
     files: dict[str, Path] = field(default_factory=dict)
+    resumed_from: TrainingState | None = None  # the checkpointed state training continued from
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -256,24 +283,151 @@ def evaluate_checkpoint(checkpoint: Checkpoint, config: ExperimentConfig) -> Eva
 
 
 def run_experiment(
-    config: ExperimentConfig, out_dir: str | os.PathLike | None = None, progress: bool = False
+    config: ExperimentConfig,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    *,
+    resume: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> ExperimentResult:
     """Load data, fit the mean-field guide by SVI (seeded), evaluate; with ``out_dir`` also
-    write the run folder (see ``write_run``)."""
+    write the run folder (see ``write_run``): ``config.toml`` once the data has loaded,
+    ``checkpoint.pt`` during training (see the module docstring), the rest at the end.
+
+    ``resume=True`` continues the run in ``out_dir`` from its ``checkpoint.pt`` to
+    ``config.training.epochs`` (a finished run is just re-evaluated; a folder without a
+    checkpoint yet starts from the beginning). ``config`` must be the run's spec up to
+    ``RESUMABLE_KEYS``; anything else (data, network, prior, likelihood, guide, seed, batch
+    size, ...) raises ValueError naming the keys. ``stop`` is polled after every training step:
+    when it returns True the run is checkpointed and ``TrainingInterrupted`` raised.
+    """
+    out = None if out_dir is None else Path(out_dir)
+    if resume and out is None:
+        raise ValueError("resume=True needs the run folder to resume (out_dir)")
+    checkpoint = None
+    if out is not None:
+        if resume:
+            checkpoint = _resume_point(out, config)
+        elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise FileExistsError(f"run folder {out} already exists and is not empty")
     data = load_data(config)
     model = build_model(config, data.x_train.shape[1])
+    if out is not None:  # only once the data loaded: a typo in a path leaves no folder behind
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.toml").write_text(config_to_toml(config))
     pyro.set_rng_seed(config.seed)
     guide = MeanFieldGuide(model, init_rho=config.guide.init_rho)
+    state = None
+    if checkpoint is not None:
+        check_compatible(checkpoint, model)
+        state = checkpoint.training_state
+    on_checkpoint = None
+    if out is not None:
+        metadata = _checkpoint_metadata(config, data)
+
+        def on_checkpoint(snapshot: TrainingState) -> None:
+            save_checkpoint(out / "checkpoint.pt", model, guide, {**metadata, "date": _now()},
+                            training_state=snapshot)
+
     t = config.training
     fitted = fit(model, guide, data.x_train, data.y_train, epochs=t.epochs,
                  batch_size=t.batch_size, lr=t.lr, num_particles=t.num_particles,
                  kl_weighting=t.kl_weighting, seed=config.seed, device=t.device,
-                 progress=progress)
+                 progress=progress, state=state, checkpoint_every=t.checkpoint_every,
+                 checkpoint_interval=CHECKPOINT_SECONDS if t.checkpoint_every is None else None,
+                 on_checkpoint=on_checkpoint, stop=stop)
     result = ExperimentResult(config, model, guide, fitted, evaluate(config, model, guide, data),
-                              data)
-    if out_dir is not None:
-        write_run(result, out_dir)
+                              data, resumed_from=state)
+    if out is not None:
+        write_run(result, out, exist_ok=True)
     return result
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _checkpoint_metadata(config: ExperimentConfig, data: ExperimentData) -> dict[str, Any]:
+    return {"spec": config_to_dict(config),
+            "standardizer": _standardizer_metadata(data.standardizer),
+            "pyro_bbb_version": __version__}
+
+
+def _flatten(table: Mapping, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def spec_differences(saved: Mapping, given: Mapping, allowed: Sequence[str] = RESUMABLE_KEYS
+                     ) -> list[str]:
+    """Dotted keys whose values differ between two spec dicts (``config_to_dict`` form), as
+    ``"key (run: A, given: B)"``, leaving out keys under ``allowed``."""
+    old, new = _flatten(saved), _flatten(given)
+
+    def free(key: str) -> bool:
+        return any(key == a or key.startswith(a + ".") for a in allowed)
+
+    return [f"{key} (run: {old.get(key, 'unset')!r}, given: {new.get(key, 'unset')!r})"
+            for key in sorted(set(old) | set(new))
+            if not free(key) and old.get(key, _UNSET) != new.get(key, _UNSET)]
+
+
+_UNSET = object()
+
+
+def run_spec(run_dir: str | os.PathLike) -> ExperimentConfig:
+    """The spec a run folder was trained with: its checkpoint's, else its ``config.toml``."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder not found: {run_dir}")
+    if (run_dir / "checkpoint.pt").exists():
+        checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+        spec = checkpoint.metadata.get("spec")
+        if not isinstance(spec, dict):
+            raise CheckpointError(f"{checkpoint.path} has no saved spec")
+        return config_from_dict(spec)
+    if (run_dir / "config.toml").is_file():
+        return load_config(run_dir / "config.toml")
+    raise FileNotFoundError(f"{run_dir} is not a run folder: it has neither checkpoint.pt nor "
+                            "config.toml")
+
+
+def _resume_point(out: Path, config: ExperimentConfig) -> Checkpoint | None:
+    """The checkpoint to resume ``out`` from (None: no checkpoint yet), after checking that
+    ``config`` is the run's spec up to RESUMABLE_KEYS."""
+    if not out.is_dir():
+        raise FileNotFoundError(f"cannot resume: run folder {out} not found")
+    path = out / "checkpoint.pt"
+    remove_stale_temporaries(path)  # left by a save that was killed mid-write
+    if path.exists():
+        checkpoint = load_checkpoint(path)
+        saved = checkpoint.metadata.get("spec")
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"cannot resume: {path} has no saved spec")
+        if checkpoint.training_state is None:
+            raise CheckpointError(f"cannot resume: {path} holds no training state (it was "
+                                  "written by a pyro_bbb without resumable checkpoints)")
+    elif (out / "config.toml").is_file():
+        checkpoint, saved = None, config_to_dict(load_config(out / "config.toml"))
+    else:
+        raise FileNotFoundError(f"cannot resume: {out} is not a run folder (it has neither "
+                                "checkpoint.pt nor config.toml)")
+    differences = spec_differences(saved, config_to_dict(config))
+    if differences:
+        raise ValueError(
+            f"cannot resume {out}: the spec differs from the run's in " + "; ".join(differences)
+            + ". Only " + ", ".join(RESUMABLE_KEYS) + " may change when resuming; resume with "
+            "the run's own spec (saved in the run folder) or start a new run")
+    if checkpoint is not None and checkpoint.training_state.epoch > config.training.epochs:
+        raise ValueError(f"cannot resume {out}: it has trained {checkpoint.training_state.epoch} "
+                         f"epochs, more than the {config.training.epochs} asked for")
+    return checkpoint
 
 
 def hardware_string(device: str | torch.device = "cpu") -> str:
@@ -332,28 +486,34 @@ def standardizer_from_metadata(metadata: Mapping) -> Standardizer | None:
     return Standardizer(**{k: torch.tensor(v, dtype=torch.float32) for k, v in saved.items()})
 
 
-def write_run(result: ExperimentResult, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write checkpoint.pt, metrics.json, history.json, config.toml and the figures.
+def write_run(
+    result: ExperimentResult, out_dir: str | os.PathLike, *, exist_ok: bool = False
+) -> dict[str, Path]:
+    """Write checkpoint.pt (with the final TrainingState), metrics.json, history.json,
+    config.toml and the figures.
 
-    ``out_dir`` is created; an existing non-empty folder is refused (never overwritten).
+    ``out_dir`` is created; an existing non-empty folder is refused (never overwritten) unless
+    ``exist_ok`` (the run's own folder, as ``run_experiment`` writes it: files are replaced).
     """
     from . import plots  # matplotlib only when figures are written
 
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if not exist_ok and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"run folder {out} already exists and is not empty")
     out.mkdir(parents=True, exist_ok=True)
     config, fitted, evaluation = result.config, result.fit, result.evaluation
-    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    date = _now()
     spec = config_to_dict(config)
+    resumed = result.resumed_from
     training = {"seconds": fitted.seconds, "epochs": config.training.epochs,
                 "steps": fitted.steps, "device": fitted.device,
+                "resumed_from_step": None if resumed is None else resumed.step,
                 "final_epoch": asdict(fitted.history[-1]) if fitted.history else None}
     files = {
         "checkpoint": save_checkpoint(out / "checkpoint.pt", result.model, result.guide, {
             "spec": spec, "standardizer": _standardizer_metadata(result.data.standardizer),
             "metrics": json_safe(evaluation.metrics), "date": date,
-            "pyro_bbb_version": __version__}),
+            "pyro_bbb_version": __version__}, training_state=fitted.state),
         "metrics": _write_json(out / "metrics.json", {
             "name": config.name, "metrics": evaluation.metrics, "training": training,
             "hardware": hardware_string(fitted.device), "date": date,

@@ -72,6 +72,28 @@ def test_round_trip_gives_identical_parameters_and_predictions(tmp_path, which, 
             assert torch.equal(value, getattr(after, name)), name
 
 
+def test_training_state_round_trip(tmp_path, regression):
+    from pyro_bbb import fit
+
+    model, guide = regression
+    x, y = torch.randn(20, 2), torch.randn(20)
+    state = fit(model, guide, x, y, epochs=2, batch_size=10, progress=False, device="cpu").state
+    path = save_checkpoint(tmp_path / "ckpt.pt", model, guide, training_state=state)
+    loaded = load_checkpoint(path).training_state
+    assert (loaded.epoch, loaded.step, loaded.history) == (2, 4, state.history)
+    saved_params = load_checkpoint(path).guide.state_dict()
+    assert all(torch.equal(saved_params[k], v) for k, v in state.guide_state.items())
+    assert all(torch.equal(loaded.guide_state[k], v) for k, v in state.guide_state.items())
+    opt, loaded_opt = state.optimizer_state, loaded.optimizer_state
+    assert opt["param_groups"] == loaded_opt["param_groups"]
+    assert all(torch.equal(opt["state"][i]["exp_avg_sq"], loaded_opt["state"][i]["exp_avg_sq"])
+               for i in opt["state"])
+
+
+def test_checkpoint_without_training_state_loads_with_none(saved):
+    assert load_checkpoint(saved).training_state is None
+
+
 def test_loading_leaves_the_global_rng_alone(saved):
     state = torch.get_rng_state()
     load_checkpoint(saved)

@@ -104,6 +104,15 @@ def test_run_history_config_and_checkpoint_agree(toy_run):
     checkpoint = load_checkpoint(out / "checkpoint.pt")
     assert checkpoint.model.layer_sizes == [1, 16, 1]
     assert checkpoint.metadata["spec"] == config_to_dict(load_config(spec))
+    state = checkpoint.training_state  # the final checkpoint can resume (or extend) the run
+    assert (state.epoch, state.batch, state.step) == (30, 0, 30)
+    assert [r.elbo for r in state.history] == history["elbo"]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x"])
+def test_run_checkpoint_every_must_be_positive(value, capsys):
+    assert main(["run", "--checkpoint-every", value]) == 2
+    assert "--checkpoint-every" in capsys.readouterr().err
 
 
 def test_run_refuses_a_non_empty_out_folder(toy_run, capsys):

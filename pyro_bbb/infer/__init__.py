@@ -2,7 +2,16 @@
 
 from .elbo import ELBOTerms, elbo_terms
 from .engine import FastELBO, supports_fast_elbo
-from .fit import EpochRecord, FitResult, NonFiniteLossError, fit, kl_weights, resolve_device
+from .fit import (
+    EpochRecord,
+    FitResult,
+    NonFiniteLossError,
+    TrainingInterrupted,
+    TrainingState,
+    fit,
+    kl_weights,
+    resolve_device,
+)
 
 __all__ = [
     "ELBOTerms",
@@ -12,6 +21,8 @@ __all__ = [
     "EpochRecord",
     "FitResult",
     "NonFiniteLossError",
+    "TrainingInterrupted",
+    "TrainingState",
     "fit",
     "kl_weights",
     "resolve_device",

@@ -9,24 +9,44 @@ with Adam. ``kl_weighting="uniform"`` (default) uses c_i = 1: the plate's N/B sc
 loss an unbiased estimate of the full-data −ELBO. ``"blundell"`` uses c_i = M·π_i with
 π_i = 2^(M−i)/(2^M−1) over the M minibatches of an epoch (Blundell et al. 2015, eq. 9): early
 minibatches carry most of the complexity cost, and the weights still sum to one per epoch.
+
+Training can be checkpointed and resumed: ``fit(..., on_checkpoint=save)`` hands a
+``TrainingState`` (guide parameters, optimizer state, RNG states, position, history) to ``save``
+every ``checkpoint_every`` epochs and at the end, and ``fit(..., state=saved)`` continues from it.
+The per-epoch permutation and the weight noise come from the restored RNG, the optimizer from its
+restored moments and the KL weights from the restored minibatch position, so on the CPU a resumed
+run reproduces the uninterrupted one bit for bit (tests/test_resume.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import random
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
+import numpy as np
 import pyro
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywidgets
 
 from ..inputs import as_features, as_targets
 from .elbo import elbo_terms
 from .engine import FastELBO, supports_fast_elbo
 
-__all__ = ["fit", "FitResult", "EpochRecord", "NonFiniteLossError", "kl_weights", "resolve_device"]
+__all__ = [
+    "fit",
+    "FitResult",
+    "EpochRecord",
+    "NonFiniteLossError",
+    "TrainingInterrupted",
+    "TrainingState",
+    "kl_weights",
+    "resolve_device",
+]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -51,16 +71,224 @@ class EpochRecord:
 
 @dataclass
 class FitResult:
+    """The fitted guide, per-epoch history, step count, training seconds (summed over resumed
+    sessions) and ``state``: the final TrainingState, to continue with ``fit(state=...)``."""
+
     guide: torch.nn.Module
     history: list[EpochRecord] = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
     device: str = "cpu"
+    state: TrainingState | None = None
 
     def history_dict(self) -> dict[str, list[float]]:
         """Columns of the history, e.g. for pandas.DataFrame or JSON."""
         rows = [asdict(r) for r in self.history]
         return {k: [r[k] for r in rows] for k in (rows[0] if rows else {})}
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(EpochRecord))
+#: settings that fix the sequence of minibatches and estimates; a resumed fit must match them
+_RESUME_SETTINGS = ("num_data", "batch_size", "num_particles", "kl_weighting", "engine")
+
+
+@dataclass
+class TrainingState:
+    """Everything ``fit`` needs to continue a run exactly where it stopped.
+
+    ``epoch`` epochs and ``batch`` minibatches of the next epoch are done (``batch`` is 0 at an
+    epoch boundary; mid-epoch, ``order`` is that epoch's permutation of the data and ``sums`` its
+    partial sums of (loss, nll, complexity)); ``step`` optimizer steps in all. ``guide_state`` and
+    ``optimizer_state`` are state dicts on the CPU; ``rng`` holds the torch CPU (and CUDA, when
+    training ran there), Python ``random`` and NumPy global RNG states as tensors and numbers;
+    ``settings`` records what fixes the minibatch sequence (data size, batch size, particles, KL
+    weighting, engine) plus the seed, lr, epoch target, device and torch thread count, for
+    checks and information.
+    ``to_dict`` gives plain containers of tensors and numbers that load with
+    ``torch.load(weights_only=True)``; ``from_dict`` validates and rebuilds.
+    """
+
+    epoch: int
+    step: int
+    guide_state: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any]
+    rng: dict[str, Any]
+    history: list[EpochRecord] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    batch: int = 0
+    order: torch.Tensor | None = None
+    sums: torch.Tensor | None = None
+    epoch_seconds: float = 0.0
+
+    def to_dict(self, include_guide: bool = True) -> dict[str, Any]:
+        """Plain dict (tensors, numbers, str, None, lists, dicts); ``include_guide=False`` leaves
+        out the guide parameters (a checkpoint stores them once, beside the state)."""
+        out = {
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "seconds": float(self.seconds),
+            "epoch_seconds": float(self.epoch_seconds),
+            "optimizer_state": self.optimizer_state,
+            "rng": self.rng,
+            "history": [asdict(r) for r in self.history],
+            "settings": dict(self.settings),
+            "order": self.order,
+            "sums": self.sums,
+        }
+        if include_guide:
+            out["guide_state"] = self.guide_state
+        return out
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], guide_state: Mapping[str, torch.Tensor] | None = None
+    ) -> TrainingState:
+        """Rebuild from ``to_dict`` output (``guide_state`` supplies the parameters when the dict
+        has none); ValueError naming the first problem for anything malformed."""
+        _need(isinstance(data, Mapping), "it is not a dict")
+        keys = ("epoch", "batch", "step", "seconds", "epoch_seconds", "optimizer_state", "rng",
+                "history", "settings", "order", "sums")
+        missing = [k for k in keys if k not in data]
+        _need(not missing, f"missing {missing}")
+        for key in ("epoch", "batch", "step"):
+            value = data[key]
+            _need(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                  f"{key} must be a non-negative int, got {value!r}")
+        for key in ("seconds", "epoch_seconds"):
+            _need(isinstance(data[key], (int, float)) and not isinstance(data[key], bool),
+                  f"{key} must be a number, got {data[key]!r}")
+        guide = data.get("guide_state", guide_state)
+        _need(isinstance(guide, Mapping) and all(torch.is_tensor(v) for v in guide.values()),
+              "guide_state must be a dict of tensors")
+        optim = data["optimizer_state"]
+        _need(isinstance(optim, Mapping) and isinstance(optim.get("state"), Mapping)
+              and isinstance(optim.get("param_groups"), list),
+              "optimizer_state must be an optimizer state_dict (state, param_groups)")
+        settings = data["settings"]
+        _need(isinstance(settings, Mapping), "settings must be a dict")
+        history = [_record(row, i) for i, row in enumerate(_list(data["history"], "history"))]
+        _need(len(history) == data["epoch"],
+              f"history has {len(history)} epochs but epoch is {data['epoch']}")
+        order, sums = data["order"], data["sums"]
+        if data["batch"]:
+            num_data = settings.get("num_data")
+            _need(torch.is_tensor(order) and order.dtype == torch.int64 and order.dim() == 1
+                  and isinstance(num_data, int) and order.numel() == num_data
+                  and torch.equal(order.sort().values, torch.arange(num_data)),
+                  "a mid-epoch state needs order, a permutation of the data indices")
+            _need(torch.is_tensor(sums) and sums.shape == (3,) and sums.is_floating_point(),
+                  "a mid-epoch state needs sums, a float tensor of shape (3,)")
+        else:
+            order = sums = None
+        return cls(
+            epoch=data["epoch"], step=data["step"], guide_state=dict(guide),
+            optimizer_state=dict(optim), rng=_check_rng(data["rng"]), history=history,
+            settings=dict(settings), seconds=float(data["seconds"]), batch=data["batch"],
+            order=order, sums=sums, epoch_seconds=float(data["epoch_seconds"]))
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """``fit`` stopped because its ``stop()`` returned True.
+
+    ``state`` continues the run (``fit(..., state=err.state)``); ``checkpointed`` says whether it
+    was handed to ``on_checkpoint``. A KeyboardInterrupt, so generic handlers treat it as Ctrl-C.
+    """
+
+    def __init__(self, state: TrainingState, checkpointed: bool):
+        super().__init__(f"training stopped after step {state.step} (epoch {state.epoch}, "
+                         f"minibatch {state.batch})")
+        self.state, self.checkpointed = state, checkpointed
+
+
+def _need(ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(f"invalid training state: {what}")
+
+
+def _list(value: Any, where: str) -> list:
+    _need(isinstance(value, (list, tuple)), f"{where} must be a list")
+    return list(value)
+
+
+def _record(row: Any, index: int) -> EpochRecord:
+    _need(isinstance(row, Mapping) and set(row) == set(_RECORD_FIELDS),
+          f"history[{index}] must have the keys {list(_RECORD_FIELDS)}")
+    _need(all(isinstance(row[k], (int, float)) and not isinstance(row[k], bool)
+              for k in _RECORD_FIELDS), f"history[{index}] values must be numbers")
+    return EpochRecord(int(row["epoch"]), *(float(row[k]) for k in _RECORD_FIELDS[1:]))
+
+
+def _byte_tensor(value: Any, where: str) -> torch.Tensor:
+    _need(torch.is_tensor(value) and value.dtype == torch.uint8 and value.dim() == 1,
+          f"{where} must be a 1-D uint8 tensor")
+    return value.cpu()
+
+
+def _int_tensor(value: Any, size: int, high: int, where: str) -> torch.Tensor:
+    _need(torch.is_tensor(value) and value.dtype == torch.int64 and value.shape == (size,)
+          and bool(((value >= 0) & (value < high)).all()),
+          f"{where} must be an int64 tensor of {size} values in [0, {high})")
+    return value.cpu()
+
+
+def _check_rng(rng: Any) -> dict[str, Any]:
+    _need(isinstance(rng, Mapping) and {"torch", "python", "numpy"} <= set(rng),
+          "rng must hold the torch, python and numpy states")
+    out = {"torch": _byte_tensor(rng["torch"], "rng.torch")}
+    if rng.get("cuda") is not None:
+        out["cuda"] = _byte_tensor(rng["cuda"], "rng.cuda")
+    py, npy = rng["python"], rng["numpy"]
+    _need(isinstance(py, Mapping) and isinstance(py.get("version"), int)
+          and (py.get("gauss_next") is None or isinstance(py.get("gauss_next"), float)),
+          "rng.python must hold version, state and gauss_next")
+    out["python"] = {"version": py["version"], "gauss_next": py["gauss_next"],
+                     "state": _int_tensor(py.get("state"), 625, 2**32, "rng.python.state")}
+    _need(isinstance(npy, Mapping) and npy.get("kind") == "MT19937"
+          and isinstance(npy.get("pos"), int) and isinstance(npy.get("has_gauss"), int)
+          and isinstance(npy.get("cached_gaussian"), float),
+          "rng.numpy must hold an MT19937 state (kind, keys, pos, has_gauss, cached_gaussian)")
+    out["numpy"] = {**{k: npy[k] for k in ("kind", "pos", "has_gauss", "cached_gaussian")},
+                    "keys": _int_tensor(npy.get("keys"), 624, 2**32, "rng.numpy.keys")}
+    return out
+
+
+def _get_rng_state(device: torch.device) -> dict[str, Any]:
+    """The global RNG states as tensors and numbers (CUDA: only ``device``'s generator)."""
+    version, internal, gauss_next = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    rng = {
+        "torch": torch.get_rng_state(),
+        "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss_next},
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+    }
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def _set_rng_state(rng: Mapping[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(rng["torch"])
+    py, npy = rng["python"], rng["numpy"]
+    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss_next"]))
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"],
+                         npy["has_gauss"], npy["cached_gaussian"]))
+    if device.type == "cuda" and rng.get("cuda") is not None:
+        torch.cuda.set_rng_state(rng["cuda"], device)
+
+
+def _cpu_copy(value: Any) -> Any:
+    """A copy of nested containers with every tensor detached and copied to the CPU."""
+    if torch.is_tensor(value):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, Mapping):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu_copy(v) for v in value)
+    return value
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -112,6 +340,11 @@ def fit(
     check_every: int | None = None,
     callback: Callable[[EpochRecord], None] | None = None,
     engine: str = "auto",
+    state: TrainingState | None = None,
+    checkpoint_every: int | None = None,
+    checkpoint_interval: float | None = None,
+    on_checkpoint: Callable[[TrainingState], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> FitResult:
     """Fit ``guide`` to the posterior of ``model`` given data (x, y) by SVI.
 
@@ -122,13 +355,31 @@ def fit(
     ``NonFiniteLossError`` names the step. ``engine="fast"`` computes each step's ELBO with
     ``FastELBO`` (same estimator, no Pyro tracing), ``"pyro"`` with Pyro traces (any model and
     guide); ``"auto"`` picks the fast one whenever the model and guide allow it.
+
+    Checkpoints and resuming: ``on_checkpoint(state)`` receives a ``TrainingState`` (a CPU
+    snapshot, taken after a finiteness check) at the end of every ``checkpoint_every``-th epoch,
+    at the first epoch end ``checkpoint_interval`` seconds after the previous checkpoint, after
+    the last epoch, and when ``stop()`` returns True; ``stop`` is polled after every step (a
+    Python call, no device sync), and a True answer ends training at that step boundary with
+    ``TrainingInterrupted`` carrying the state. ``state`` continues such a run to ``epochs``
+    (a total, not a number of further epochs): the guide, optimizer and global RNGs are restored
+    (``seed`` is ignored), and data size, batch size, particles, KL weighting and engine must be
+    those of the saved run. With the default Adam, ``lr`` replaces the saved learning rate (the
+    same value continues the run exactly). ``FitResult.state`` is always the final state.
     """
     _check_settings(epochs, batch_size, lr, num_particles)
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int)
+                                         or isinstance(checkpoint_every, bool)
+                                         or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be a positive int or None, got "
+                         f"{checkpoint_every!r}")
+    if checkpoint_interval is not None and not checkpoint_interval >= 0:
+        raise ValueError(f"checkpoint_interval must be >= 0 seconds, got {checkpoint_interval!r}")
     device = resolve_device(device)
     x = as_features(x, getattr(model, "input_size", None))
     y = as_targets(y, model.likelihood, x.shape[0]) if hasattr(model, "likelihood") else y
     x, y = x.to(device), y.to(device)
-    if seed is not None:
+    if seed is not None and state is None:
         pyro.set_rng_seed(seed)
     guide.to(device)
     params = list(guide.parameters())
@@ -138,18 +389,47 @@ def fit(
     num_batches = math.ceil(num_data / batch_size)
     weights = kl_weights(num_batches, kl_weighting).tolist()
     check_every = check_every or (1 if device.type == "cpu" else 50)
-    step_terms = _step_terms(model, guide, num_particles, engine)
-    guard = _FiniteGuard(guide, check_every)
+    step_terms, engine = _step_terms(model, guide, num_particles, engine)
+    settings = {"num_data": num_data, "batch_size": batch_size, "num_particles": num_particles,
+                "kl_weighting": kl_weighting, "engine": engine, "seed": seed, "lr": float(lr),
+                "epochs": epochs, "device": str(device), "threads": torch.get_num_threads()}
     result = FitResult(guide, device=str(device))
-    start = time.perf_counter()
-    bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=not progress, leave=False,
-               mininterval=0.5)
-    with pyro.validation_enabled(False):
+    start_epoch, first_batch, order, sums, carried, previous = 0, 0, None, None, 0.0, 0.0
+    if state is not None:
+        _restore(state, guide, opt, settings, epochs, lr if optimizer is None else None, device)
+        result.history, result.steps = list(state.history), state.step
+        start_epoch, first_batch, previous = state.epoch, state.batch, state.seconds
+        if first_batch:
+            order, sums = state.order.to(device), state.sums.to(device)
+            carried = state.epoch_seconds
+    guard = _FiniteGuard(guide, check_every)
+    start = last_checkpoint = time.perf_counter()
+
+    def snapshot(epoch: int, batch: int, epoch_seconds: float = 0.0) -> TrainingState:
+        guard.check()  # never hand out non-finite parameters
+        mid = batch > 0
+        return TrainingState(
+            epoch=epoch, step=result.steps,
+            guide_state=_cpu_copy(guide.state_dict()), optimizer_state=_cpu_copy(opt.state_dict()),
+            rng=_get_rng_state(device), history=list(result.history), settings=dict(settings),
+            seconds=previous + time.perf_counter() - start, batch=batch,
+            order=_cpu_copy(order) if mid else None, sums=_cpu_copy(sums) if mid else None,
+            epoch_seconds=epoch_seconds)
+
+    def interrupt(snap: TrainingState) -> TrainingInterrupted:
+        if on_checkpoint is not None:
+            on_checkpoint(snap)
+        return TrainingInterrupted(snap, on_checkpoint is not None)
+
+    bar = tqdm(range(start_epoch, epochs), desc="fit", unit="epoch", disable=not progress,
+               leave=False, mininterval=0.5, total=epochs, initial=start_epoch)
+    with pyro.validation_enabled(False), contextlib.closing(bar):
         for epoch in bar:
-            epoch_start = time.perf_counter()
-            sums = torch.zeros(3, device=device)
-            order = torch.randperm(num_data, device=device)
-            for i in range(num_batches):
+            epoch_start = time.perf_counter() - carried
+            if first_batch == 0:
+                sums = torch.zeros(3, device=device)
+                order = torch.randperm(num_data, device=device)
+            for i in range(first_batch, num_batches):
                 idx = order[i * batch_size : (i + 1) * batch_size]
                 terms = step_terms(x[idx], y[idx], num_data)
                 loss = terms.data + weights[i] * terms.complexity
@@ -159,6 +439,9 @@ def fit(
                 result.steps += 1
                 sums += torch.stack([loss, terms.data, terms.complexity]).detach()
                 guard.record(loss.detach(), result.steps, epoch)
+                if stop is not None and i + 1 < num_batches and stop():
+                    raise interrupt(snapshot(epoch, i + 1, time.perf_counter() - epoch_start))
+            first_batch, carried = 0, 0.0
             guard.check()
             record = _epoch_record(epoch, sums / num_batches, time.perf_counter() - epoch_start)
             result.history.append(record)
@@ -166,21 +449,67 @@ def fit(
                             kl=f"{record.complexity:.4g}", refresh=False)
             if callback is not None:
                 callback(record)
-    result.seconds = time.perf_counter() - start
+            last = epoch + 1 == epochs
+            if not last and stop is not None and stop():
+                raise interrupt(snapshot(epoch + 1, 0))
+            due = on_checkpoint is not None and (
+                (checkpoint_every is not None and (epoch + 1) % checkpoint_every == 0)
+                or (checkpoint_interval is not None
+                    and time.perf_counter() - last_checkpoint >= checkpoint_interval))
+            if last or due:
+                result.state = snapshot(epoch + 1, 0)
+                if on_checkpoint is not None:
+                    on_checkpoint(result.state)
+                    last_checkpoint = time.perf_counter()
+    if start_epoch == epochs:  # nothing left to train: the given state is the final one
+        result.state = state
+    result.seconds = previous + time.perf_counter() - start
     return result
 
 
-def _step_terms(model, guide, num_particles: int, engine: str) -> Callable:
-    """The ELBO estimator of one step: ``(x, y, num_data) -> ELBOTerms``."""
+def _restore(state: TrainingState, guide, opt, settings: dict, epochs: int, lr: float | None,
+             device: torch.device) -> None:
+    """Load ``state`` into guide, optimizer and global RNGs, after checking it fits this run."""
+    if not isinstance(state, TrainingState):
+        raise TypeError(f"state must be a TrainingState, got {type(state).__name__}")
+    for key in _RESUME_SETTINGS:
+        if state.settings.get(key) != settings[key]:
+            raise ValueError(
+                f"cannot resume: the training state was saved with {key}="
+                f"{state.settings.get(key)!r}, this fit has {key}={settings[key]!r}")
+    if state.epoch > epochs or (state.epoch == epochs and state.batch):
+        raise ValueError(f"cannot resume: the training state is past epoch {state.epoch}, "
+                         f"beyond epochs={epochs}")
+    try:
+        guide.load_state_dict(state.guide_state)
+    except (RuntimeError, KeyError) as err:
+        raise ValueError(f"cannot resume: the training state's guide parameters do not fit "
+                         f"this guide: {err}") from None
+    try:
+        opt.load_state_dict(state.optimizer_state)
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as err:
+        raise ValueError(f"cannot resume: the training state's optimizer state does not fit "
+                         f"this optimizer: {err}") from None
+    if lr is not None:
+        for group in opt.param_groups:
+            group["lr"] = lr
+    try:
+        _set_rng_state(state.rng, device)
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise ValueError(f"cannot resume: invalid RNG state: {err}") from None
+
+
+def _step_terms(model, guide, num_particles: int, engine: str) -> tuple[Callable, str]:
+    """The ELBO estimator of one step, ``(x, y, num_data) -> ELBOTerms``, and its engine name."""
     if engine not in ("auto", "fast", "pyro"):
         raise ValueError(f"engine must be 'auto', 'fast' or 'pyro', got {engine!r}")
     if engine == "fast" or (engine == "auto" and supports_fast_elbo(model, guide)):
-        return FastELBO(model, guide, num_particles)
+        return FastELBO(model, guide, num_particles), "fast"
 
     def pyro_terms(x, y, num_data):
         return elbo_terms(model, guide, x, y, num_data=num_data, num_particles=num_particles)
 
-    return pyro_terms
+    return pyro_terms, "pyro"
 
 
 def _epoch_record(epoch: int, means: torch.Tensor, seconds: float) -> EpochRecord:
