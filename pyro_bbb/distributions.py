@@ -101,7 +101,9 @@ class ScaleMixtureNormal(TorchDistribution):
             self._validate_sample(value)
         square = value * value
         c_a, h_a, dc, dh = self._terms
-        log_prob = c_a - h_a * square + torch.log1p(torch.exp(dc - dh * square))  # ≤ e^dc
+        # exponent ≤ dc; clamped below at −80 (changes the value by < 1e−34) because exp of
+        # numbers under about −87 produces denormals, which take a slow path on many CPUs
+        log_prob = c_a - h_a * square + torch.log1p(torch.exp((dc - dh * square).clamp(min=-80)))
         shape = torch.broadcast_shapes(log_prob.shape, self.batch_shape)
         return log_prob if log_prob.shape == shape else log_prob.expand(shape)
 

@@ -1,6 +1,7 @@
 """Data loaders; each takes an explicit path (Fashion-MNIST falls back to Debian's location)."""
 
 from pyro_bbb.data.idx import DEFAULT_FASHION_MNIST_ROOT, ImageData, load_fashion_mnist, read_idx
+from pyro_bbb.data.mushroom import MushroomData, load_mushroom
 from pyro_bbb.data.toy import (
     ToyRegression,
     toy_regression,
@@ -19,11 +20,13 @@ from pyro_bbb.data.uci import (
 __all__ = [
     "DEFAULT_FASHION_MNIST_ROOT",
     "ImageData",
+    "MushroomData",
     "Standardizer",
     "ToyRegression",
     "UCIProtocol",
     "UCISplit",
     "load_fashion_mnist",
+    "load_mushroom",
     "load_uci_split",
     "num_splits",
     "read_idx",

@@ -1,0 +1,190 @@
+"""Mushroom contextual bandit (Blundell et al. 2015, section 5.3, Figure 6).
+
+    python benchmarks/bandit.py --data ../shared/data/mushroom/agaricus-lepiota.data \\
+        --steps 50000 --seeds 0 1 2 --out DIR [--updates-per-step 1] [--update-every 1]
+        [--agents BBB Greedy ...] [--points 1000] [--no-progress]
+
+Runs BBB Thompson sampling, greedy, 1%- and 5%-greedy and the oracle for every seed (within a
+seed all agents meet the same mushrooms and coins) and writes to DIR:
+
+* ``bandit_regret.png``: cumulative regret (log axis) against step, the mean over seeds per
+  agent (bold) with each seed's curve faint (``--replot bandit.json`` redraws it);
+* ``bandit.json``: the curves at about ``--points`` steps (half log-, half evenly spaced), final
+  regrets, wall time per agent, whether BBB's final regret is below every greedy/ε-greedy
+  agent's for each seed (the issue's target), settings, hardware and date.
+
+Prints the JSON summary (everything but the curves). Torch runs single-threaded. Cost on a
+shared 2-core CPU at one update per interaction: about 3.5–5 ms per interaction for BBB and
+0.5–0.9 ms for each greedy agent, so 50,000 steps × 3 seeds take about 15–20 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import inspect
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pyro_bbb.bandits import ThompsonAgent, default_agents, run_experiment
+from pyro_bbb.data.mushroom import NUM_MUSHROOM_FEATURES, load_mushroom
+from pyro_bbb.experiment import hardware_string, json_safe
+
+LEARNERS = ("Greedy", "1% Greedy", "5% Greedy")
+COLORS = {"BBB": "tab:blue", "Greedy": "tab:red", "1% Greedy": "tab:orange",
+          "5% Greedy": "tab:green", "Oracle": "tab:gray"}
+
+
+def curve_steps(steps: int, points: int) -> np.ndarray:
+    """About ``points`` distinct 1-based step numbers: half log-spaced (the early steps), half
+    evenly spaced (the late ones), always including 1 and ``steps``."""
+    half = max(points // 2, 2)
+    grid = np.concatenate([np.geomspace(1, steps, half), np.linspace(1, steps, half)])
+    return np.unique(np.round(grid).astype(int))
+
+
+def target_met(final: dict[str, list[float]]) -> list[bool] | None:
+    """Per seed: is BBB's final regret below every greedy/ε-greedy agent's present?"""
+    rivals = [name for name in LEARNERS if name in final]
+    if "BBB" not in final or not rivals:
+        return None
+    return [all(bbb < final[name][i] for name in rivals) for i, bbb in enumerate(final["BBB"])]
+
+
+def plot(t: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str) -> None:
+    """Cumulative regret at steps ``t``: per agent the mean over seeds (bold) and every seed
+    (faint); linear step axis, log regret axis. An agent whose regret is 0 throughout (the
+    oracle) is named in the legend only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for name, runs in curves.items():
+        runs = np.asarray(runs, dtype=float)
+        color = COLORS.get(name)
+        if not runs.any():
+            ax.plot([], [], color=color, lw=2, label=f"{name} (regret 0 throughout)")
+            continue
+        for run in runs:
+            ax.plot(t, np.where(run > 0, run, np.nan), color=color, alpha=0.3, lw=0.8)
+        finals = ", ".join(f"{v:,.0f}" for v in runs[:, -1])
+        ax.plot(t, np.where(runs.mean(0) > 0, runs.mean(0), np.nan), color=color, lw=2,
+                label=f"{name}: final {finals}")
+    ax.set_yscale("log")
+    ax.set_xlim(0, t[-1])
+    after = t >= t[-1] / 100  # the first 1% of steps would stretch the log axis down to ~1
+    lowest = [float(np.asarray(r, dtype=float).mean(0)[after].min()) for r in curves.values()]
+    lowest = [v for v in lowest if v > 0]
+    if lowest:
+        ax.set_ylim(bottom=max(1.0, 0.5 * min(lowest)))
+    ax.set_xlabel("step")
+    ax.set_ylabel("cumulative regret")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8, title="mean (bold), seeds (faint); final per seed",
+              title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def thompson_defaults() -> dict:
+    """ThompsonAgent's likelihood and guide settings (the benchmark uses its defaults)."""
+    parameters = inspect.signature(ThompsonAgent).parameters
+    return {k: parameters[k].default for k in ("noise", "reward_scale", "init_rho")}
+
+
+def plot_title(summary: dict) -> str:
+    settings = summary["settings"]
+    return (f"Mushroom bandit, {summary['steps']:,} steps, seeds {summary['seeds']}, "
+            f"{settings['updates_per_step']} update(s) per {settings['update_every']} step(s)")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", help="path of agaricus-lepiota.data")
+    parser.add_argument("--steps", type=int, default=50_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", required=True, help="output folder (created)")
+    parser.add_argument("--updates-per-step", type=int, default=1,
+                        help="gradient steps after every --update-every interactions")
+    parser.add_argument("--update-every", type=int, default=1)
+    parser.add_argument("--agents", nargs="+", default=None,
+                        help="subset of: BBB, Greedy, '1%% Greedy', '5%% Greedy', Oracle")
+    parser.add_argument("--points", type=int, default=1000, help="curve points kept in the JSON")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--replot", metavar="JSON",
+                        help="only redraw DIR/bandit_regret.png from a bandit.json")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.replot:
+        saved = json.loads(Path(args.replot).read_text())
+        curves = saved["curves"]
+        plot(np.asarray(curves["steps"]), curves["cumulative_regret"],
+             out / "bandit_regret.png", plot_title(saved))
+        return saved
+    if not args.data:
+        parser.error("--data is required (unless --replot)")
+
+    torch.set_num_threads(1)
+    data = load_mushroom(args.data)
+    agents = default_agents(data, updates_per_step=args.updates_per_step,
+                            update_every=args.update_every)
+    if args.agents:
+        unknown = set(args.agents) - set(agents)
+        if unknown:
+            parser.error(f"unknown agents {sorted(unknown)}; choose from {list(agents)}")
+        agents = {name: agents[name] for name in args.agents}
+    start = time.perf_counter()
+    result = run_experiment(data, args.steps, args.seeds, agents,
+                            progress=not args.no_progress)
+    wall = time.perf_counter() - start
+
+    final = result.final_regret()
+    grid = curve_steps(args.steps, args.points)
+    summary = {
+        "benchmark": "mushroom contextual bandit (Blundell et al. 2015, section 5.3)",
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if argv is None else
+        " ".join(["bandit.py", *argv]),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "hardware": hardware_string("cpu"),
+        "steps": args.steps,
+        "seeds": result.seeds,
+        "settings": {
+            "network": f"{NUM_MUSHROOM_FEATURES}+2 -> 100 -> 100 -> 1, ReLU",
+            "replay_buffer": 4096, "minibatch": 64, "bbb_weight_samples": 2, "adam_lr": 1e-3,
+            "updates_per_step": args.updates_per_step, "update_every": args.update_every,
+            "bbb": {**thompson_defaults(), "prior": "scale mixture pi=1/2, sigma1=1, sigma2=e^-6"},
+        },
+        "final_regret": final,
+        "final_regret_mean": {k: float(np.mean(v)) for k, v in final.items()},
+        "bbb_below_all_greedy_per_seed": target_met(final),
+        "seconds_per_run": {k: [round(s, 1) for s in v] for k, v in result.seconds.items()},
+        "ms_per_step": {k: round(1e3 * float(np.mean(v)) / args.steps, 3)
+                        for k, v in result.seconds.items()},
+        "wall_seconds": round(wall, 1),
+    }
+    curves = {
+        "steps": grid.tolist(),
+        "cumulative_regret": {k: v[:, grid - 1].round(1).tolist()
+                              for k, v in result.cumulative_regret.items()},
+    }
+    (out / "bandit.json").write_text(
+        json.dumps(json_safe({**summary, "curves": curves}), indent=1, allow_nan=False) + "\n")
+    plot(grid, {k: v[:, grid - 1] for k, v in result.cumulative_regret.items()},
+         out / "bandit_regret.png", plot_title(summary))
+    summary["outputs"] = [str(out / "bandit.json"), str(out / "bandit_regret.png")]
+    print(json.dumps(json_safe(summary), indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
