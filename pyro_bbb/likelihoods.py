@@ -91,10 +91,16 @@ class Likelihood:
         """Per-datapoint log p(y_n | x_n, w) for every weight sample: shape ``f.shape[:-1]``."""
         return self.distribution(f, latents).log_prob(y)
 
+    def summarize(self, f: torch.Tensor, latents: dict, level: float = 0.95):
+        """Posterior predictive summary from outputs f of S weight draws, shape (S, N, out)."""
+        raise NotImplementedError
+
     def check_targets(self, y: torch.Tensor) -> torch.Tensor:
+        """Targets as a checked tensor (label range, finiteness, shape), or ValueError."""
         raise NotImplementedError
 
     def spec(self) -> dict:
+        """A plain dict from which ``likelihood_from_spec`` rebuilds this likelihood."""
         raise NotImplementedError
 
 
