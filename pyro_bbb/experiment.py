@@ -8,6 +8,10 @@ During training ``checkpoint.pt`` is rewritten (atomically) every ``[training] c
 epochs, or when unset at the first epoch end ``CHECKPOINT_SECONDS`` after the previous one, and
 at the end; it holds the TrainingState, so ``run_experiment(config, out_dir, resume=True)``
 continues an interrupted run and, on the CPU, ends with the parameters an uninterrupted run has.
+
+Under ``torchrun`` every rank runs the experiment (data-parallel training, see
+``pyro_bbb.infer.distributed``) but only rank 0 writes the run folder and checkpoints;
+``new_run_dir`` creates the folder on rank 0 and hands its name to the other ranks.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from .data import (
 )
 from .guide import MeanFieldGuide
 from .infer import FitResult, fit
+from .infer.distributed import broadcast_object, setup_distributed
 from .infer.fit import TrainingState
 from .inputs import as_features
 from .likelihoods import ClassificationPrediction, RegressionPrediction
@@ -304,15 +309,19 @@ def run_experiment(
     out = None if out_dir is None else Path(out_dir)
     if resume and out is None:
         raise ValueError("resume=True needs the run folder to resume (out_dir)")
+    info = setup_distributed("auto")
+    if info is not None:  # every rank has made its own checks before rank 0 writes anything
+        torch.distributed.barrier()
+    writer = info is None or info.is_main
     checkpoint = None
     if out is not None:
         if resume:
-            checkpoint = _resume_point(out, config)
-        elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+            checkpoint = _resume_point(out, config) if writer else _read_resume_point(out)
+        elif writer and out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise FileExistsError(f"run folder {out} already exists and is not empty")
     data = load_data(config)
     model = build_model(config, data.x_train.shape[1])
-    if out is not None:  # only once the data loaded: a typo in a path leaves no folder behind
+    if out is not None and writer:  # only once the data loaded: a bad path leaves no folder
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.toml").write_text(config_to_toml(config))
     pyro.set_rng_seed(config.seed)
@@ -322,7 +331,7 @@ def run_experiment(
         check_compatible(checkpoint, model)
         state = checkpoint.training_state
     on_checkpoint = None
-    if out is not None:
+    if out is not None and writer:
         metadata = _checkpoint_metadata(config, data)
 
         def on_checkpoint(snapshot: TrainingState) -> None:
@@ -338,8 +347,10 @@ def run_experiment(
                  on_checkpoint=on_checkpoint, stop=stop)
     result = ExperimentResult(config, model, guide, fitted, evaluate(config, model, guide, data),
                               data, resumed_from=state)
-    if out is not None:
+    if out is not None and writer:
         write_run(result, out, exist_ok=True)
+    if info is not None:  # the run folder is complete when any rank returns
+        torch.distributed.barrier()
     return result
 
 
@@ -396,6 +407,12 @@ def run_spec(run_dir: str | os.PathLike) -> ExperimentConfig:
         return load_config(run_dir / "config.toml")
     raise FileNotFoundError(f"{run_dir} is not a run folder: it has neither checkpoint.pt nor "
                             "config.toml")
+
+
+def _read_resume_point(out: Path) -> Checkpoint | None:
+    """A non-zero rank's view of ``_resume_point``: rank 0 checked the folder; read only."""
+    path = out / "checkpoint.pt"
+    return load_checkpoint(path) if path.exists() else None
 
 
 def _resume_point(out: Path, config: ExperimentConfig) -> Checkpoint | None:
@@ -458,7 +475,17 @@ def _write_json(path: Path, value: Any) -> Path:
 
 
 def new_run_dir(name: str, root: str | os.PathLike = "runs") -> Path:
-    """Create and return ``root/<name>-<YYYYmmdd-HHMMSS>`` (suffix -2, -3, … if taken)."""
+    """Create and return ``root/<name>-<YYYYmmdd-HHMMSS>`` (suffix -2, -3, … if taken).
+
+    Under torchrun rank 0 creates it and every rank returns rank 0's path."""
+    info = setup_distributed("auto")
+    if info is not None and info.world_size > 1:
+        path = _new_run_dir(name, root) if info.is_main else None
+        return Path(broadcast_object(None if path is None else str(path)))
+    return _new_run_dir(name, root)
+
+
+def _new_run_dir(name: str, root: str | os.PathLike) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     Path(root).mkdir(parents=True, exist_ok=True)
     for attempt in range(1, 1000):

@@ -16,6 +16,15 @@ every ``checkpoint_every`` epochs and at the end, and ``fit(..., state=saved)`` 
 The per-epoch permutation and the weight noise come from the restored RNG, the optimizer from its
 restored moments and the KL weights from the restored minibatch position, so on the CPU a resumed
 run reproduces the uninterrupted one bit for bit (tests/test_resume.py).
+
+Data-parallel training: under ``torchrun`` (or in an initialised process group) ``fit`` trains on
+W ranks at once (``distributed="auto"``, see ``pyro_bbb.infer.distributed`` for the math).
+``batch_size`` is then the per-rank batch B: each step takes the next n = W·B indices of the
+epoch's permutation (drawn on rank 0, broadcast), rank r its r-th contiguous shard, with its own
+weight noise; every rank scales its shard's likelihood by N·W/n (= N/B) and the gradients are
+averaged, so a step is a single-process step with global batch W·B whose estimate averages W
+single-sample estimates. Parameters are broadcast from rank 0 at the start and stay identical on
+all ranks; only rank 0 shows progress and receives ``on_checkpoint``.
 """
 
 from __future__ import annotations
@@ -34,6 +43,12 @@ import torch
 from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywidgets
 
 from ..inputs import as_features, as_targets
+from .distributed import (
+    GradientAverager,
+    broadcast_module,
+    rank_seed,
+    setup_distributed,
+)
 from .elbo import elbo_terms
 from .engine import FastELBO, supports_fast_elbo
 
@@ -345,6 +360,8 @@ def fit(
     checkpoint_interval: float | None = None,
     on_checkpoint: Callable[[TrainingState], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    distributed: bool | str = "auto",
+    rank_noise: bool = True,
 ) -> FitResult:
     """Fit ``guide`` to the posterior of ``model`` given data (x, y) by SVI.
 
@@ -366,6 +383,17 @@ def fit(
     (``seed`` is ignored), and data size, batch size, particles, KL weighting and engine must be
     those of the saved run. With the default Adam, ``lr`` replaces the saved learning rate (the
     same value continues the run exactly). ``FitResult.state`` is always the final state.
+
+    Distributed (``distributed="auto"``: when a process group is initialised or torchrun's
+    environment is set, ``True``: require one, ``False``: never): W ranks train one guide on
+    shards of a global minibatch of W·``batch_size`` points (module docstring). Rank 0 draws the
+    noise a single process seeded with ``seed`` would; rank r > 0 a stream seeded from (seed, r).
+    ``rank_noise=False`` gives every rank rank 0's stream (the same ε everywhere: then a step
+    equals a single-process step with batch W·``batch_size`` up to float summation order, which
+    is what tests/test_distributed.py checks). ``stop()`` is polled on every rank and the run
+    stops when any rank says so. A resumed distributed run restores rank 0's RNG; ranks r > 0
+    reseed from (seed, r, step), so it is a valid continuation but not bitwise the
+    uninterrupted run; the world size must be the saved one.
     """
     _check_settings(epochs, batch_size, lr, num_particles)
     if checkpoint_every is not None and (not isinstance(checkpoint_every, int)
@@ -376,52 +404,76 @@ def fit(
     if checkpoint_interval is not None and not checkpoint_interval >= 0:
         raise ValueError(f"checkpoint_interval must be >= 0 seconds, got {checkpoint_interval!r}")
     device = resolve_device(device)
+    info = setup_distributed(distributed)
+    if info is not None and info.world_size == 1:
+        info = None
+    world, rank = (1, 0) if info is None else (info.world_size, info.rank)
+    main = rank == 0
+    if info is not None and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", info.local_rank)
     x = as_features(x, getattr(model, "input_size", None))
     y = as_targets(y, model.likelihood, x.shape[0]) if hasattr(model, "likelihood") else y
     x, y = x.to(device), y.to(device)
     if seed is not None and state is None:
-        pyro.set_rng_seed(seed)
+        pyro.set_rng_seed(rank_seed(seed, rank) if rank_noise else seed)
     guide.to(device)
+    if info is not None:
+        broadcast_module(guide)
     params = list(guide.parameters())
     opt = optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr)
     num_data = x.shape[0]
     batch_size = min(batch_size, num_data)
-    num_batches = math.ceil(num_data / batch_size)
+    global_batch = min(world * batch_size, num_data)
+    num_batches = math.ceil(num_data / global_batch)
     weights = kl_weights(num_batches, kl_weighting).tolist()
     check_every = check_every or (1 if device.type == "cpu" else 50)
     step_terms, engine = _step_terms(model, guide, num_particles, engine)
     settings = {"num_data": num_data, "batch_size": batch_size, "num_particles": num_particles,
                 "kl_weighting": kl_weighting, "engine": engine, "seed": seed, "lr": float(lr),
-                "epochs": epochs, "device": str(device), "threads": torch.get_num_threads()}
+                "epochs": epochs, "device": str(device), "threads": torch.get_num_threads(),
+                "world_size": world}
     result = FitResult(guide, device=str(device))
     start_epoch, first_batch, order, sums, carried, previous = 0, 0, None, None, 0.0, 0.0
     if state is not None:
         _restore(state, guide, opt, settings, epochs, lr if optimizer is None else None, device)
+        if rank_noise and rank > 0:
+            pyro.set_rng_seed(rank_seed(state.settings.get("seed") or 0, rank, state.step))
         result.history, result.steps = list(state.history), state.step
         start_epoch, first_batch, previous = state.epoch, state.batch, state.seconds
         if first_batch:
             order, sums = state.order.to(device), state.sums.to(device)
             carried = state.epoch_seconds
     guard = _FiniteGuard(guide, check_every)
+    average = GradientAverager(params, world) if info is not None else None
     start = last_checkpoint = time.perf_counter()
 
     def snapshot(epoch: int, batch: int, epoch_seconds: float = 0.0) -> TrainingState:
         guard.check()  # never hand out non-finite parameters
         mid = batch > 0
+        partial = sums
+        if mid and average is not None:  # the epoch's partial sums over all ranks
+            partial = _mean_over_ranks(sums, world)
         return TrainingState(
             epoch=epoch, step=result.steps,
             guide_state=_cpu_copy(guide.state_dict()), optimizer_state=_cpu_copy(opt.state_dict()),
             rng=_get_rng_state(device), history=list(result.history), settings=dict(settings),
             seconds=previous + time.perf_counter() - start, batch=batch,
-            order=_cpu_copy(order) if mid else None, sums=_cpu_copy(sums) if mid else None,
+            order=_cpu_copy(order) if mid else None, sums=_cpu_copy(partial) if mid else None,
             epoch_seconds=epoch_seconds)
 
     def interrupt(snap: TrainingState) -> TrainingInterrupted:
-        if on_checkpoint is not None:
+        if on_checkpoint is not None and main:
             on_checkpoint(snap)
         return TrainingInterrupted(snap, on_checkpoint is not None)
 
-    bar = tqdm(range(start_epoch, epochs), desc="fit", unit="epoch", disable=not progress,
+    def should_stop() -> bool:
+        asked = stop is not None and stop()
+        if average is None:
+            return asked
+        return bool(_mean_over_ranks(torch.tensor([float(asked)], device=device), world) > 0)
+
+    bar = tqdm(range(start_epoch, epochs), desc="fit", unit="epoch",
+               disable=not (progress and main),
                leave=False, mininterval=0.5, total=epochs, initial=start_epoch)
     with pyro.validation_enabled(False), contextlib.closing(bar):
         for epoch in bar:
@@ -429,19 +481,33 @@ def fit(
             if first_batch == 0:
                 sums = torch.zeros(3, device=device)
                 order = torch.randperm(num_data, device=device)
+                if average is not None:
+                    torch.distributed.broadcast(order, 0)
             for i in range(first_batch, num_batches):
-                idx = order[i * batch_size : (i + 1) * batch_size]
-                terms = step_terms(x[idx], y[idx], num_data)
-                loss = terms.data + weights[i] * terms.complexity
+                idx = order[i * global_batch : (i + 1) * global_batch]
+                if average is None:
+                    terms = step_terms(x[idx], y[idx], num_data)
+                    data = terms.data
+                else:
+                    data, terms = _shard_terms(step_terms, x, y, idx, num_data, world, rank)
+                loss = data + weights[i] * terms.complexity
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                stopping = False
+                if average is not None:
+                    poll = stop is not None and i + 1 < num_batches
+                    stopping = average(stop() if poll else None)
                 opt.step()
                 result.steps += 1
-                sums += torch.stack([loss, terms.data, terms.complexity]).detach()
+                sums += torch.stack([loss, data, terms.complexity]).detach()
                 guard.record(loss.detach(), result.steps, epoch)
-                if stop is not None and i + 1 < num_batches and stop():
+                if average is None and stop is not None and i + 1 < num_batches:
+                    stopping = stop()
+                if stopping:
                     raise interrupt(snapshot(epoch, i + 1, time.perf_counter() - epoch_start))
             first_batch, carried = 0, 0.0
+            if average is not None:
+                sums = _mean_over_ranks(sums, world)
             guard.check()
             record = _epoch_record(epoch, sums / num_batches, time.perf_counter() - epoch_start)
             result.history.append(record)
@@ -450,7 +516,7 @@ def fit(
             if callback is not None:
                 callback(record)
             last = epoch + 1 == epochs
-            if not last and stop is not None and stop():
+            if not last and stop is not None and should_stop():
                 raise interrupt(snapshot(epoch + 1, 0))
             due = on_checkpoint is not None and (
                 (checkpoint_every is not None and (epoch + 1) % checkpoint_every == 0)
@@ -459,7 +525,8 @@ def fit(
             if last or due:
                 result.state = snapshot(epoch + 1, 0)
                 if on_checkpoint is not None:
-                    on_checkpoint(result.state)
+                    if main:
+                        on_checkpoint(result.state)
                     last_checkpoint = time.perf_counter()
     if start_epoch == epochs:  # nothing left to train: the given state is the final one
         result.state = state
@@ -477,6 +544,10 @@ def _restore(state: TrainingState, guide, opt, settings: dict, epochs: int, lr: 
             raise ValueError(
                 f"cannot resume: the training state was saved with {key}="
                 f"{state.settings.get(key)!r}, this fit has {key}={settings[key]!r}")
+    if state.settings.get("world_size", 1) != settings["world_size"]:
+        raise ValueError(f"cannot resume: the training state was saved with world_size="
+                         f"{state.settings.get('world_size', 1)}, this fit runs on "
+                         f"{settings['world_size']} processes")
     if state.epoch > epochs or (state.epoch == epochs and state.batch):
         raise ValueError(f"cannot resume: the training state is past epoch {state.epoch}, "
                          f"beyond epochs={epochs}")
@@ -510,6 +581,27 @@ def _step_terms(model, guide, num_particles: int, engine: str) -> tuple[Callable
         return elbo_terms(model, guide, x, y, num_data=num_data, num_particles=num_particles)
 
     return pyro_terms, "pyro"
+
+
+def _mean_over_ranks(value: torch.Tensor, world: int) -> torch.Tensor:
+    total = value.clone()
+    torch.distributed.all_reduce(total)
+    return total / world
+
+
+def _shard_terms(step_terms, x, y, idx, num_data: int, world: int, rank: int):
+    """Rank ``rank``'s terms for the global minibatch ``idx`` (n points, W contiguous shards
+    whose sizes differ by at most one): the data term scaled by N·W/n, so that the mean over the
+    ranks is the global batch's (N/n)·Σ nll; an empty shard contributes only complexity."""
+    n = idx.shape[0]
+    shard = idx.tensor_split(world)[rank]
+    size = shard.shape[0]
+    if size == 0:
+        terms = step_terms(x[shard], y[shard], None)
+        return terms.data * 0.0, terms
+    terms = step_terms(x[shard], y[shard], num_data)
+    factor = world * size / n
+    return (terms.data if factor == 1.0 else terms.data * factor), terms
 
 
 def _epoch_record(epoch: int, means: torch.Tensor, seconds: float) -> EpochRecord:
