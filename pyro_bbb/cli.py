@@ -5,6 +5,7 @@
     pyro-bbb run [SPEC.toml] --resume RUN_DIR [--set training.epochs=E ...]
     pyro-bbb evaluate CHECKPOINT [--spec SPEC.toml] [--set key=value ...] [--output FILE.json]
     pyro-bbb predict CHECKPOINT --input FILE.csv|.npy [--output FILE.csv] [--num-samples S]
+    pyro-bbb compare SPEC.toml [--methods bbb nuts ...] [--out DIR] [--set key=value ...]
 
 Every command takes ``--threads N`` (torch CPU threads).
 
@@ -21,6 +22,7 @@ at once (the previous checkpoint stays). ``run --resume RUN_DIR`` continues from
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -44,6 +46,7 @@ from .config import (
     smoke_config,
 )
 from .infer import NonFiniteLossError
+from .infer.distributed import is_main_process
 from .infer.fit import TrainingInterrupted
 
 __all__ = ["main", "build_parser"]
@@ -91,6 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--level", type=float, default=0.95, help="interval level (0.95)")
     pr.add_argument("--seed", type=int, default=0, help="seed of the posterior samples (0)")
     _add_threads_option(pr)
+
+    cmp = sub.add_parser("compare", help="compare inference methods on one spec's model and data; "
+                         "print the table and write CSV/JSON and a bands figure")
+    cmp.add_argument("spec", type=Path, help="comparison spec (TOML), e.g. "
+                     "models/compare_toy.toml")
+    cmp.add_argument("--methods", nargs="+", metavar="NAME",
+                     help="methods to run (default: the spec's [compare] methods): "
+                     "nuts normal lowrank delta bbb deterministic dropout ensemble")
+    cmp.add_argument("--out", type=Path, help="folder for comparison.csv/.json, bands.png and "
+                     "meta.json (default runs/<name>-<YYYYmmdd-HHMMSS>)")
+    cmp.add_argument("--num-samples", type=_positive_int, metavar="S",
+                     help="posterior draws per method (default: the spec's)")
+    _add_config_options(cmp)
+    _add_threads_option(cmp)
     return parser
 
 
@@ -328,7 +345,56 @@ def _predict(args) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "evaluate": _evaluate, "predict": _predict}
+def _compare(args) -> int:
+    import time
+    from datetime import datetime, timezone
+
+    from .compare import bands_figure, load_compare_spec, run_comparison, write_table
+    from .experiment import build_model, hardware_string, json_safe, load_data, new_run_dir
+    from .plots import save_figure
+
+    spec = load_compare_spec(args.spec)
+    config = apply_overrides(spec.config, args.overrides) if args.overrides else spec.config
+    methods = tuple(args.methods) if args.methods else spec.methods
+    num_samples = args.num_samples or spec.num_samples
+    out = args.out if args.out is not None else new_run_dir(config.name)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"output folder {out} already exists and is not empty")
+    data = load_data(config)
+    model = build_model(config, data.x_train.shape[1])
+    print(f"comparing {', '.join(methods)} on {config.name} ({model!r}) → {out}", flush=True)
+    start = time.perf_counter()
+
+    def report(name, row):
+        print(f"  {name}: trained in {row['train_seconds']:.1f} s", flush=True)
+
+    comparison = run_comparison(
+        model, data.x_train, data.y_train, data.x_test, data.y_test, methods,
+        options=spec.options, num_samples=num_samples, level=config.evaluation.level,
+        num_bins=config.evaluation.num_bins, seed=config.seed, on_result=report)
+    seconds = time.perf_counter() - start
+    table = comparison.table
+    out.mkdir(parents=True, exist_ok=True)
+    files = write_table(table, out)
+    if model.input_size == 1 and config.data.task == "regression":
+        xs = torch.cat([data.x_train[:, 0], data.x_test[:, 0]])
+        grid = torch.linspace(float(xs.min()), float(xs.max()), 300)[:, None]
+        fig = bands_figure(comparison, data.x_train, data.y_train, grid, truth=data.truth,
+                           level=config.evaluation.level)
+        files["figure"] = save_figure(fig, out / "bands.png")
+    meta = {"spec": str(args.spec), "command": shlex.join(["pyro-bbb", "compare",
+                                                           *sys.argv[2:]]),
+            "methods": list(methods), "seconds": seconds, "hardware": hardware_string("cpu"),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    (out / "meta.json").write_text(json.dumps(json_safe(meta), indent=2) + "\n")
+    text = table.to_string(float_format=lambda v: f"{v:.4g}")
+    print(text)
+    print(f"total {seconds:.1f} s; wrote {', '.join(sorted(p.name for p in files.values()))}, "
+          f"meta.json to {out}")
+    return 0
+
+
+_COMMANDS = {"run": _run, "evaluate": _evaluate, "predict": _predict, "compare": _compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -340,8 +406,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     if args.threads:
         torch.set_num_threads(args.threads)
+    # under torchrun only rank 0 reports; the others keep stderr for their errors
+    quiet = contextlib.nullcontext() if is_main_process() else contextlib.redirect_stdout(
+        io.StringIO())
     try:
-        return _COMMANDS[args.command](args)
+        with quiet:
+            return _COMMANDS[args.command](args)
     except (ValueError, CheckpointError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,328 @@
+"""Compare inference methods on one model and one data set: one table, one figure.
+
+``compare(model, x_train, y_train, x_test, y_test, methods=[...])`` runs every method of
+``infer.methods`` on the same BayesianMLP and the same data and returns a pandas DataFrame, one
+row per method:
+
+regression       rmse, test_log_likelihood (mean over test points of
+                 log (1/S) Σ_s p(y_n | x_n, w_s)), interval_coverage (central ``level`` interval),
+                 mean_std (predictive std on the test inputs)
+classification   accuracy, nll, ece
+both             std_inside / std_outside: mean predictive std (regression) or predictive
+                 entropy (classification) on the training inputs and on ``x_outside``, and their
+                 ratio; train_seconds, predict_seconds; divergences (NUTS; NaN for others);
+                 fs_r_hat: function-space R-hat over the test inputs (methods with ≥ 2 chains,
+                 i.e. NUTS; NaN for others); num_samples
+
+A spec file for ``pyro-bbb compare`` is an experiment spec (see ``config``) plus a ``[compare]``
+table: ``methods`` (list of names), ``num_samples`` and one sub-table of keyword options per
+method, e.g. ``[compare.nuts] num_samples = 200``. See ``models/compare_toy.toml``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .infer.methods import METHODS, MethodResult, run_method
+from .inputs import as_features, as_targets
+from .likelihoods import RegressionPrediction
+from .metrics import accuracy, expected_calibration_error, interval_coverage, nll, rmse
+from .predict import log_likelihood, posterior_predictive
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
+    from matplotlib.figure import Figure
+
+    from .config import ExperimentConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "Comparison",
+    "CompareSpec",
+    "compare",
+    "run_comparison",
+    "evaluate_draws",
+    "bands_figure",
+    "write_table",
+    "load_compare_spec",
+    "DEFAULT_METHODS",
+]
+
+DEFAULT_METHODS = ("bbb", "nuts", "normal", "delta", "dropout", "ensemble")
+
+
+@dataclass
+class Comparison:
+    """The table (one row per method, indexed by method name) and each method's result."""
+
+    table: pandas.DataFrame
+    results: dict[str, MethodResult]
+    model: Any
+
+
+def _model(model_or_factory):
+    from .config import ExperimentConfig
+
+    if isinstance(model_or_factory, ExperimentConfig):
+        raise TypeError("pass an ExperimentConfig through compare_spec / load_compare_spec, which "
+                        "also load its data")
+    if hasattr(model_or_factory, "network") and hasattr(model_or_factory, "likelihood"):
+        return model_or_factory
+    if callable(model_or_factory):
+        return model_or_factory()
+    raise TypeError(f"expected a BayesianMLP or a factory returning one, got {model_or_factory!r}")
+
+
+def _entropy(probs: torch.Tensor) -> torch.Tensor:
+    return -(probs * probs.clamp_min(1e-12).log()).sum(-1)
+
+
+def _spread(pred) -> torch.Tensor:
+    """Predictive std (regression) or predictive entropy (classification) per input."""
+    if isinstance(pred, RegressionPrediction):
+        return pred.std
+    return _entropy(pred.probs)
+
+
+def evaluate_draws(
+    model,
+    draws: Mapping[str, torch.Tensor],
+    x_train,
+    x_test,
+    y_test,
+    *,
+    x_outside=None,
+    level: float = 0.95,
+    num_bins: int = 15,
+) -> dict[str, float]:
+    """Test metrics of one set of posterior draws (the columns of the comparison table)."""
+    x_test = as_features(x_test, model.input_size)
+    y_test = as_targets(y_test, model.likelihood, x_test.shape[0])
+    start = time.perf_counter()
+    pred = posterior_predictive(model, draws, x_test, level=level)
+    log_p = log_likelihood(model, draws, x_test, y_test)
+    seconds = time.perf_counter() - start
+    if isinstance(pred, RegressionPrediction):
+        test_ll = float((log_p.logsumexp(0) - math.log(log_p.shape[0])).mean())
+        row = {"rmse": rmse(pred.mean, y_test), "test_log_likelihood": test_ll,
+               "interval_coverage": interval_coverage(pred.lower, pred.upper, y_test),
+               "mean_std": float(pred.std.mean())}
+    else:
+        row = {"accuracy": accuracy(pred.probs, y_test), "nll": nll(pred.probs, y_test),
+               "ece": expected_calibration_error(pred.probs, y_test, num_bins)}
+    inside = float(_spread(posterior_predictive(model, draws, x_train, level=level)).mean())
+    outside = math.nan
+    if x_outside is not None and len(x_outside):
+        outside = float(_spread(posterior_predictive(model, draws, x_outside, level=level)).mean())
+    row.update(std_inside=inside, std_outside=outside,
+               std_ratio=outside / inside if inside > 0 else math.nan,
+               predict_seconds=seconds)
+    return row
+
+
+def _outside_inputs(x_train: torch.Tensor, x_test: torch.Tensor) -> torch.Tensor | None:
+    """Test inputs outside the training data's bounding box (None when there are none)."""
+    low, high = x_train.min(0).values, x_train.max(0).values
+    outside = ((x_test < low) | (x_test > high)).any(1)
+    return x_test[outside] if outside.any() else None
+
+
+def _fs_r_hat(model, result: MethodResult, x: torch.Tensor) -> float:
+    chains = result.extras.get("num_chains", 1)
+    if chains < 2:
+        return math.nan
+    from .diagnostics import function_space_summary
+
+    return function_space_summary(model, result.draws, x, chains=chains).max_r_hat
+
+
+def run_comparison(
+    model_or_factory,
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    *,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    x_outside=None,
+    num_samples: int | None = None,
+    level: float = 0.95,
+    num_bins: int = 15,
+    seed: int = 0,
+    r_hat_points: int = 50,
+    on_result: Callable[[str, dict[str, float]], None] | None = None,
+) -> Comparison:
+    """Run ``methods`` on the same model and data; return the table and every method's draws.
+
+    ``options[name]`` are keyword options of that method's runner (``infer.methods``);
+    ``num_samples`` (when given) is passed to every method that draws samples. ``x_outside``
+    defaults to the test inputs outside the training inputs' bounding box. Function-space
+    R-hat uses at most ``r_hat_points`` evenly spaced test inputs. ``on_result(name, row)`` is
+    called after each method (e.g. to report progress).
+    """
+    model = _model(model_or_factory)
+    x_train = as_features(x_train, model.input_size)
+    y_train = as_targets(y_train, model.likelihood, x_train.shape[0])
+    x_test = as_features(x_test, model.input_size)
+    if x_outside is None:
+        x_outside = _outside_inputs(x_train, x_test)
+    elif not torch.is_tensor(x_outside) or x_outside.dim() != 2:
+        x_outside = as_features(x_outside, model.input_size)
+    options = dict(options or {})
+    unknown = [m for m in methods if m not in METHODS and m != "map"]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    rows, results = [], {}
+    stride = max(1, x_test.shape[0] // r_hat_points)
+    for name in methods:
+        kwargs = {"seed": seed, **dict(options.get(name, {}))}
+        if num_samples is not None and name not in ("ensemble",) and "num_samples" not in kwargs:
+            kwargs["num_samples"] = num_samples
+        result = run_method(name, model, x_train, y_train, **kwargs)
+        results[name] = result
+        row = {"method": name}
+        row.update(evaluate_draws(model, result.draws, x_train, x_test, y_test,
+                                  x_outside=x_outside, level=level, num_bins=num_bins))
+        row.update(train_seconds=result.train_seconds,
+                   divergences=float(result.extras.get("divergences", math.nan)),
+                   fs_r_hat=_fs_r_hat(model, result, x_test[::stride]),
+                   num_samples=result.num_samples)
+        rows.append(row)
+        if on_result is not None:
+            on_result(name, row)
+    import pandas
+
+    table = pandas.DataFrame(rows).set_index("method")
+    return Comparison(table, results, model)
+
+
+def compare(
+    model_or_factory,
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    *,
+    x_outside=None,
+    **kwargs,
+) -> pandas.DataFrame:
+    """The comparison table of ``run_comparison`` (one row per method; see the module doc)."""
+    return run_comparison(model_or_factory, x_train, y_train, x_test, y_test, methods,
+                          x_outside=x_outside, **kwargs).table
+
+
+def write_table(table: pandas.DataFrame, out_dir: str | os.PathLike,
+                stem: str = "comparison") -> dict[str, Path]:
+    """Write ``<stem>.csv`` and ``<stem>.json`` (records; NaN → null) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, js = out / f"{stem}.csv", out / f"{stem}.json"
+    table.to_csv(csv, float_format="%.6g")
+    table.reset_index().to_json(js, orient="records", indent=2, double_precision=6)
+    return {"csv": csv, "json": js}
+
+
+def bands_figure(
+    comparison: Comparison,
+    x_train,
+    y_train,
+    grid,
+    *,
+    truth: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    level: float = 0.95,
+    ncols: int = 3,
+) -> Figure:
+    """Each method's predictive mean and central ``level`` band over a 1-D ``grid``, side by
+    side with shared axes (training data in red, training range shaded, true curve dotted)."""
+    from .plots import _np, _pyplot
+
+    model = comparison.model
+    if model.input_size != 1:
+        raise ValueError("bands_figure needs 1-D inputs")
+    plt = _pyplot()
+    grid = as_features(grid, 1)
+    xg, xt, yt = _np(grid), _np(x_train), _np(y_train)
+    names = list(comparison.results)
+    nrows = math.ceil(len(names) / ncols)
+    cols = min(ncols, len(names))
+    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3.2 * nrows), sharex=True,
+                             sharey=True, squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        pred = posterior_predictive(model, comparison.results[name].draws, grid, level=level)
+        ax.axvspan(xt.min(), xt.max(), color="0.92", zorder=0)
+        ax.fill_between(xg, _np(pred.lower), _np(pred.upper), color="tab:blue", alpha=0.3)
+        ax.plot(xg, _np(pred.mean), color="tab:blue", linewidth=1.5)
+        if truth is not None:
+            ax.plot(xg, _np(truth(grid[:, 0])), color="black", linestyle=":", linewidth=1)
+        ax.scatter(xt, yt, s=6, color="tab:red", zorder=3)
+        ax.set_title(name)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    lo, hi = float(min(xt.min(), xg.min())), float(max(xt.max(), xg.max()))
+    ax0 = axes.flat[0]
+    ax0.set_xlim(lo, hi)
+    span = float(yt.max() - yt.min())
+    ax0.set_ylim(float(yt.min()) - 1.5 * span, float(yt.max()) + 1.5 * span)
+    fig.suptitle(f"posterior predictive: mean and {level:.0%} band")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- spec files
+
+
+@dataclass
+class CompareSpec:
+    """An experiment spec (data, network, prior, likelihood, evaluation) and the ``[compare]``
+    table: methods, num_samples and per-method options."""
+
+    config: ExperimentConfig
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    num_samples: int | None = None
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def load_compare_spec(path: str | os.PathLike) -> CompareSpec:
+    """Read a comparison spec: an experiment spec plus an optional ``[compare]`` table."""
+    from .config import config_from_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"spec not found: {path}")
+    with path.open("rb") as f:
+        try:
+            raw = tomllib.load(f)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path}: invalid TOML ({err})") from None
+    table = dict(raw.pop("compare", {}))
+    config = config_from_dict(raw, base_dir=path.parent, default_name=path.stem)
+    methods = tuple(table.pop("methods", DEFAULT_METHODS))
+    num_samples = table.pop("num_samples", None)
+    options = {}
+    for key, value in table.items():
+        if key not in METHODS:
+            raise ValueError(f"unknown key {key!r} in [compare]; expected methods, num_samples "
+                             f"or a method name ({', '.join(METHODS)})")
+        if not isinstance(value, Mapping):
+            raise ValueError(f"[compare.{key}] must be a table of options")
+        options[key] = dict(value)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"compare.methods: unknown method(s) {unknown}; choose from "
+                         f"{list(METHODS)}")
+    return CompareSpec(config, methods, num_samples, options)
