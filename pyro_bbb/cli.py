@@ -6,6 +6,7 @@
     pyro-bbb evaluate CHECKPOINT [--spec SPEC.toml] [--set key=value ...] [--output FILE.json]
     pyro-bbb predict CHECKPOINT --input FILE.csv|.npy [--output FILE.csv] [--num-samples S]
     pyro-bbb compare SPEC.toml [--methods bbb nuts ...] [--out DIR] [--set key=value ...]
+    pyro-bbb uci --data-dir FOLDER [--splits 0 1 ...] [--methods bbb ...] [--epochs N] [--out DIR]
 
 Every command takes ``--threads N`` (torch CPU threads).
 
@@ -108,6 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="posterior draws per method (default: the spec's)")
     _add_config_options(cmp)
     _add_threads_option(cmp)
+
+    uci = sub.add_parser("uci", help="UCI regression benchmark on a folder in the standard split "
+                         "format: test RMSE and log-likelihood (original units), mean ± SE")
+    uci.add_argument("--data-dir", type=Path, required=True, metavar="FOLDER",
+                     help="dataset folder with data.txt, index_*.txt, n_*.txt")
+    uci.add_argument("--splits", nargs="+", type=int, metavar="K", help="splits (default all)")
+    uci.add_argument("--methods", nargs="+", default=["bbb"], metavar="NAME",
+                     help="methods (default bbb): bbb normal delta deterministic dropout ...")
+    uci.add_argument("--epochs", type=_positive_int, metavar="N",
+                     help="training epochs (default n_epochs.txt × --epoch-multiplier)")
+    uci.add_argument("--epoch-multiplier", type=_positive_int, default=10, metavar="M",
+                     help="default epochs = n_epochs.txt × M (10, as Gal & Ghahramani)")
+    uci.add_argument("--num-samples", type=_positive_int, default=100, metavar="S",
+                     help="posterior draws for the test predictions (100)")
+    uci.add_argument("--seed", type=int, default=0, help="base seed; split k uses seed + k (0)")
+    uci.add_argument("--out", type=Path, help="folder for uci_splits.csv, uci_summary.csv and "
+                     "uci.json (must not exist or be empty)")
+    _add_threads_option(uci)
     return parser
 
 
@@ -394,7 +413,48 @@ def _compare(args) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "evaluate": _evaluate, "predict": _predict, "compare": _compare}
+def _uci(args) -> int:
+    import time
+    from datetime import datetime, timezone
+
+    from .experiment import hardware_string, json_safe
+    from .uci import format_summary, run_uci, summarize
+
+    out = args.out
+    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"output folder {out} already exists and is not empty")
+    print(f"UCI benchmark on {args.data_dir}: {', '.join(args.methods)}", flush=True)
+
+    def report(row):
+        print(f"  {row['method']} split {row['split']}: RMSE {row['rmse']:.4g}, test LL "
+              f"{row['test_ll']:.4g} ({row['train_seconds']:.1f} s)", flush=True)
+
+    start = time.perf_counter()
+    table = run_uci(args.data_dir, splits=args.splits, methods=args.methods, epochs=args.epochs,
+                    epoch_multiplier=args.epoch_multiplier, num_samples=args.num_samples,
+                    seed=args.seed, on_row=report)
+    seconds = time.perf_counter() - start
+    summary = summarize(table)
+    print(format_summary(summary))
+    print(f"total {seconds:.1f} s")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / "uci_splits.csv", index=False)
+        summary.to_csv(out / "uci_summary.csv", index=False)
+        meta = {"data_dir": str(args.data_dir),
+                "command": shlex.join(["pyro-bbb", "uci", *sys.argv[2:]]),
+                "methods": list(args.methods), "seconds": seconds,
+                "hardware": hardware_string("cpu"),
+                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "summary": summary.to_dict(orient="records"),
+                "splits": table.to_dict(orient="records")}
+        (out / "uci.json").write_text(json.dumps(json_safe(meta), indent=2) + "\n")
+        print(f"wrote uci_splits.csv, uci_summary.csv, uci.json to {out}")
+    return 0
+
+
+_COMMANDS = {"run": _run, "evaluate": _evaluate, "predict": _predict, "compare": _compare,
+             "uci": _uci}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
