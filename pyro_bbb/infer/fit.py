@@ -367,7 +367,8 @@ def fit(
 
     Data is moved to ``device`` once; minibatches are drawn there. ``optimizer`` is a factory
     ``params -> torch.optim.Optimizer`` (default Adam(lr)). Losses are checked for NaN/inf every
-    ``check_every`` steps (default: 1 on CPU, 50 on CUDA, so the GPU is not synced every step);
+    ``check_every`` steps (default 50: each check syncs a GPU and copies the parameters, too
+    costly to do every step on CPU or GPU; the first bad step is still named exactly);
     on a non-finite loss the guide is restored to the last checked parameters and
     ``NonFiniteLossError`` names the step. ``engine="fast"`` computes each step's ELBO with
     ``FastELBO`` (same estimator, no Pyro tracing), ``"pyro"`` with Pyro traces (any model and
@@ -426,7 +427,7 @@ def fit(
     global_batch = min(world * batch_size, num_data)
     num_batches = math.ceil(num_data / global_batch)
     weights = kl_weights(num_batches, kl_weighting).tolist()
-    check_every = check_every or (1 if device.type == "cpu" else 50)
+    check_every = check_every or 50
     step_terms, engine = _step_terms(model, guide, num_particles, engine)
     settings = {"num_data": num_data, "batch_size": batch_size, "num_particles": num_particles,
                 "kl_weighting": kl_weighting, "engine": engine, "seed": seed, "lr": float(lr),
