@@ -441,9 +441,10 @@ class GuideConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Arguments of ``pyro_bbb.fit``. ``checkpoint_every``: a run folder's ``checkpoint.pt`` is
-    rewritten every that many epochs (unset: at the first epoch end a minute or more after the
-    previous one); there is always one at the end."""
+    """Arguments of ``pyro_bbb.fit`` (``lr_schedule``: "constant" or "cosine";
+    ``on_divergence``: "stop" or "lower_lr"). ``checkpoint_every``: a run folder's
+    ``checkpoint.pt`` is rewritten every that many epochs (unset: at the first epoch end a minute
+    or more after the previous one); there is always one at the end."""
 
     epochs: int = 10
     batch_size: int = 128
@@ -452,6 +453,8 @@ class TrainingConfig:
     kl_weighting: str = "uniform"
     device: str = "auto"
     checkpoint_every: int | None = None
+    lr_schedule: str = "constant"
+    on_divergence: str = "stop"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "num_particles", "checkpoint_every"):
@@ -459,6 +462,8 @@ class TrainingConfig:
         _require(math.isfinite(self.lr) and self.lr > 0, "training.lr", "be a positive number",
                  self.lr)
         _choice(self.kl_weighting, ["uniform", "blundell"], "training.kl_weighting")
+        _choice(self.lr_schedule, ["constant", "cosine"], "training.lr_schedule")
+        _choice(self.on_divergence, ["stop", "lower_lr"], "training.on_divergence")
         if self.device != "auto":
             try:
                 torch.device(self.device)

@@ -16,6 +16,7 @@ Under ``torchrun`` every rank runs the experiment (data-parallel training, see
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -72,6 +73,7 @@ from .metrics import (
 )
 from .model import BayesianMLP
 from .predict import log_likelihood, posterior_predictive
+from .runlock import run_folder_lock
 
 __all__ = [
     "ExperimentData",
@@ -304,7 +306,9 @@ def run_experiment(
     checkpoint yet starts from the beginning). ``config`` must be the run's spec up to
     ``RESUMABLE_KEYS``; anything else (data, network, prior, likelihood, guide, seed, batch
     size, ...) raises ValueError naming the keys. ``stop`` is polled after every training step:
-    when it returns True the run is checkpointed and ``TrainingInterrupted`` raised.
+    when it returns True the run is checkpointed and ``TrainingInterrupted`` raised. While it
+    trains, the run folder holds a lock file (``pyro_bbb.runlock``): a second process resuming
+    or writing the same folder gets ``RunFolderLocked`` instead of corrupting it.
     """
     out = None if out_dir is None else Path(out_dir)
     if resume and out is None:
@@ -313,9 +317,18 @@ def run_experiment(
     if info is not None:  # every rank has made its own checks before rank 0 writes anything
         torch.distributed.barrier()
     writer = info is None or info.is_main
+    with contextlib.ExitStack() as lock:
+        return _run(config, out, progress, resume, stop, info, writer, lock)
+
+
+def _run(config, out, progress, resume, stop, info, writer, lock: contextlib.ExitStack
+         ) -> ExperimentResult:
+    """run_experiment's body; ``lock`` holds the run folder's lock once it is taken."""
     checkpoint = None
     if out is not None:
         if resume:
+            if writer and out.is_dir():
+                lock.enter_context(run_folder_lock(out))
             checkpoint = _resume_point(out, config) if writer else _read_resume_point(out)
         elif writer and out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise FileExistsError(f"run folder {out} already exists and is not empty")
@@ -323,6 +336,8 @@ def run_experiment(
     model = build_model(config, data.x_train.shape[1])
     if out is not None and writer:  # only once the data loaded: a bad path leaves no folder
         out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            lock.enter_context(run_folder_lock(out))
         (out / "config.toml").write_text(config_to_toml(config))
     pyro.set_rng_seed(config.seed)
     guide = MeanFieldGuide(model, init_rho=config.guide.init_rho)
@@ -344,7 +359,8 @@ def run_experiment(
                  kl_weighting=t.kl_weighting, seed=config.seed, device=t.device,
                  progress=progress, state=state, checkpoint_every=t.checkpoint_every,
                  checkpoint_interval=CHECKPOINT_SECONDS if t.checkpoint_every is None else None,
-                 on_checkpoint=on_checkpoint, stop=stop)
+                 on_checkpoint=on_checkpoint, stop=stop, lr_schedule=t.lr_schedule,
+                 on_divergence=t.on_divergence)
     result = ExperimentResult(config, model, guide, fitted, evaluate(config, model, guide, data),
                               data, resumed_from=state)
     if out is not None and writer:

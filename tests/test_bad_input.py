@@ -11,6 +11,7 @@ import pickle
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pyro_bbb import BayesianMLP, Gaussian, MeanFieldGuide
@@ -98,6 +99,11 @@ def checkpoint(root: Path, sizes=(1, 4, 1)) -> Path:
                            MeanFieldGuide(model))
 
 
+def npy(root: Path, name: str, array: np.ndarray) -> Path:
+    np.save(root / name, array)
+    return root / name
+
+
 def write(root: Path, name: str, text: str | bytes) -> Path:
     path = root / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -163,6 +169,17 @@ CASES = [
      lambda r: ["predict", checkpoint(r), "--input", write(r, "x.csv", "a\nb\n")], "x.csv"),
     ("missing input file", lambda r: ["predict", checkpoint(r), "--input", r / "none.csv"],
      "none.csv"),
+    ("infinite features at predict",
+     lambda r: ["predict", checkpoint(r), "--input", write(r, "x.csv", "1\ninf\n")], "infinite"),
+    ("string dtype at predict",
+     lambda r: ["predict", checkpoint(r), "--input", npy(r, "s.npy", np.array(["a", "b"]))],
+     "numeric"),
+    ("complex dtype at predict",
+     lambda r: ["predict", checkpoint(r), "--input", npy(r, "c.npy", np.array([[1j], [2j]]))],
+     "real-valued"),
+    ("checkpoint of another architecture",
+     lambda r: ["evaluate", checkpoint(r, (1, 8, 1)), "--spec", write(r, "s.toml", TOY)],
+     "does not match"),
 ]
 
 

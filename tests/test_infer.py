@@ -17,6 +17,7 @@ from pyro_bbb import (
 )
 from pyro_bbb.data import toy_regression
 from pyro_bbb.infer import kl_weights
+from pyro_bbb.infer.fit import TrainingInterrupted
 
 NOISE, PRIOR_SIGMA = 0.5, 1.0
 
@@ -207,3 +208,99 @@ def test_fit_rejects_bad_input(x, y, kwargs, match):
     model = _classifier()
     with pytest.raises(ValueError, match=match):
         fit(model, MeanFieldGuide(model), x, y, progress=False, **kwargs)
+
+
+class PoisonFirst(PoisonAfter):
+    """Like PoisonAfter, but only the first optimizer it makes is poisoned."""
+
+    def __init__(self, step):
+        super().__init__(step)
+        self.made = 0
+
+    def __call__(self, params):
+        self.made += 1
+        if self.made == 1:
+            return super().__call__(params)
+        return torch.optim.Adam(list(params), lr=1e-2)
+
+
+def test_divergence_can_lower_the_learning_rate_and_continue():
+    x, y = torch.randn(64, 3), torch.randn(64)
+    model = BayesianMLP([3, 4, 1], Gaussian(noise=0.5))
+    guide = MeanFieldGuide(model)
+    with pytest.warns(RuntimeWarning, match="non-finite.*learning rate x0.1"):
+        result = fit(model, guide, x, y, epochs=5, batch_size=8, optimizer=PoisonFirst(10),
+                     check_every=4, on_divergence="lower_lr", progress=False)
+    assert result.lr_reductions == [{"step": 11, "epoch": 1, "lr_factor": pytest.approx(0.1)}]
+    assert result.steps == 40 and len(result.history) == 5
+    assert all(torch.isfinite(p).all() for p in guide.parameters())
+    assert all(math.isfinite(r.loss) for r in result.history)  # epoch 1 averages steps 13..16
+    assert result.state.optimizer_state["param_groups"][0]["lr"] == pytest.approx(1e-3)
+    assert result.state.settings["lr_factor"] == pytest.approx(0.1)
+
+
+def test_divergence_gives_up_after_max_lr_reductions():
+    x, y = torch.randn(64, 3), torch.randn(64)
+    model = BayesianMLP([3, 4, 1], Gaussian(noise=0.5))
+    guide = MeanFieldGuide(model)
+    with pytest.warns(RuntimeWarning), pytest.raises(NonFiniteLossError) as info:
+        fit(model, guide, x, y, epochs=20, batch_size=8, optimizer=PoisonAfter(10),
+            check_every=4, on_divergence="lower_lr", max_lr_reductions=2, progress=False)
+    # each optimizer poisons at its 10th step; a recovery happens at the next check (every 4
+    # steps): NaN losses at steps 11, 23 (recovered at 12 and 24), then 35 is one too many
+    assert info.value.step == 35
+    assert all(torch.isfinite(p).all() for p in guide.parameters())
+
+
+def test_cosine_schedule_sets_each_epochs_learning_rate():
+    x, y = torch.randn(32, 3), torch.randn(32)
+    model = BayesianMLP([3, 4, 1], Gaussian(noise=0.5))
+    seen = []
+
+    def adam(params):
+        opt = torch.optim.Adam(list(params), lr=0.02)
+        original = opt.step
+
+        def step(*args, **kwargs):
+            seen.append(opt.param_groups[0]["lr"])
+            return original(*args, **kwargs)
+
+        opt.step = step
+        return opt
+
+    fit(model, MeanFieldGuide(model), x, y, epochs=4, batch_size=16, optimizer=adam,
+        lr_schedule="cosine", progress=False)
+    expected = [0.02 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4) for _ in range(2)]
+    assert seen == pytest.approx(expected)
+    assert seen[0] == pytest.approx(0.02) and seen[-1] == pytest.approx(0.02 * 0.1464, rel=1e-3)
+
+
+def test_cosine_schedule_resumes_exactly():
+    x, y = torch.randn(48, 3), torch.randn(48)
+    model = BayesianMLP([3, 4, 1], Gaussian(noise=0.5))
+
+    def run(**kwargs):
+        torch.manual_seed(0)  # the same initial guide in every run
+        guide = MeanFieldGuide(model)
+        return guide, fit(model, guide, x, y, epochs=4, batch_size=16, lr=0.01, seed=3,
+                          lr_schedule="cosine", progress=False, **kwargs)
+
+    whole, _ = run()
+    steps = []
+    with pytest.raises(TrainingInterrupted) as info:
+        run(stop=lambda: steps.append(1) or len(steps) >= 5)  # mid epoch 2
+    resumed, _ = run(state=info.value.state)
+    for k, v in whole.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"lr_schedule": "step"}, "lr_schedule must be one of"),
+    ({"on_divergence": "retry"}, "on_divergence must be 'stop' or 'lower_lr'"),
+    ({"max_lr_reductions": -1}, "max_lr_reductions must be an int >= 0"),
+])
+def test_schedule_and_divergence_options_are_checked(kwargs, match):
+    model = BayesianMLP([3, 1], Gaussian(noise=0.5))
+    with pytest.raises(ValueError, match=match):
+        fit(model, MeanFieldGuide(model), torch.randn(4, 3), torch.randn(4), progress=False,
+            **kwargs)

@@ -226,9 +226,27 @@ def test_killed_run_resumes_to_the_uninterrupted_parameters(tmp_path, spec, refe
     state = load_checkpoint(out / "checkpoint.pt").training_state
     assert 1 <= state.epoch < 6, "killed too late to test anything"
     assert not (out / "metrics.json").exists()
+    assert (out / ".lock").exists()  # left by the killed process: stale, taken over below
     assert main(["run", "--resume", str(out), "--no-progress"]) == 0
     assert f"resumed at epoch {state.epoch}" in capsys.readouterr().out
     assert_same_run(out, reference)
+    assert not (out / ".lock").exists()
+
+
+def test_resuming_a_run_that_is_still_training_is_refused(tmp_path, spec, capsys):
+    out = tmp_path / "run"
+    process = _launch(spec, out)
+    try:
+        _wait_for(out / "checkpoint.pt", process)
+        before = (out / "checkpoint.pt").stat().st_mtime_ns
+        assert main(["run", "--resume", str(out), "--no-progress"]) == 2
+        message = capsys.readouterr().err
+        assert f"run folder {out} is in use by process {process.pid}" in message
+        assert "delete" in message and "Traceback" not in message
+        assert (out / "checkpoint.pt").stat().st_mtime_ns >= before  # untouched by us
+    finally:
+        process.kill()
+        process.communicate(timeout=60)
 
 
 def test_sigint_saves_a_checkpoint_and_prints_the_resume_command(

@@ -33,6 +33,7 @@ import contextlib
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -95,6 +96,7 @@ class FitResult:
     seconds: float = 0.0
     device: str = "cpu"
     state: TrainingState | None = None
+    lr_reductions: list[dict[str, Any]] = field(default_factory=list)
 
     def history_dict(self) -> dict[str, list[float]]:
         """Columns of the history, e.g. for pandas.DataFrame or JSON."""
@@ -328,6 +330,17 @@ def kl_weights(num_batches: int, scheme: str) -> torch.Tensor:
     raise ValueError(f"kl_weighting must be 'uniform' or 'blundell', got {scheme!r}")
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def schedule_factor(schedule: str, epoch: int, epochs: int) -> float:
+    """The learning-rate multiplier of epoch ``epoch`` (0-based) of ``epochs``: 1 for
+    "constant", ½(1 + cos(π·epoch/epochs)) for "cosine"."""
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+    return 1.0
+
+
 def _check_settings(epochs, batch_size, lr, num_particles):
     for name, value in (("epochs", epochs), ("batch_size", batch_size),
                         ("num_particles", num_particles)):
@@ -362,6 +375,9 @@ def fit(
     stop: Callable[[], bool] | None = None,
     distributed: bool | str = "auto",
     rank_noise: bool = True,
+    lr_schedule: str = "constant",
+    on_divergence: str = "stop",
+    max_lr_reductions: int = 3,
 ) -> FitResult:
     """Fit ``guide`` to the posterior of ``model`` given data (x, y) by SVI.
 
@@ -370,7 +386,11 @@ def fit(
     ``check_every`` steps (default 50: each check syncs a GPU and copies the parameters, too
     costly to do every step on CPU or GPU; the first bad step is still named exactly);
     on a non-finite loss the guide is restored to the last checked parameters and
-    ``NonFiniteLossError`` names the step. ``engine="fast"`` computes each step's ELBO with
+    ``NonFiniteLossError`` names the step. ``on_divergence="lower_lr"`` instead continues from
+    those parameters with a fresh optimizer at a tenth of the learning rate, at most
+    ``max_lr_reductions`` times (``FitResult.lr_reductions`` lists them); the steps since the
+    last check are lost. ``lr_schedule="cosine"`` sets the learning rate of epoch e (of E) to
+    lr·½(1 + cos(π e/E)); ``"constant"`` keeps lr. ``engine="fast"`` computes each step's ELBO with
     ``FastELBO`` (same estimator, no Pyro tracing), ``"pyro"`` with Pyro traces (any model and
     guide); ``"auto"`` picks the fast one whenever the model and guide allow it.
 
@@ -397,6 +417,12 @@ def fit(
     uninterrupted run; the world size must be the saved one.
     """
     _check_settings(epochs, batch_size, lr, num_particles)
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    if on_divergence not in ("stop", "lower_lr"):
+        raise ValueError(f"on_divergence must be 'stop' or 'lower_lr', got {on_divergence!r}")
+    if not isinstance(max_lr_reductions, int) or max_lr_reductions < 0:
+        raise ValueError(f"max_lr_reductions must be an int >= 0, got {max_lr_reductions!r}")
     if checkpoint_every is not None and (not isinstance(checkpoint_every, int)
                                          or isinstance(checkpoint_every, bool)
                                          or checkpoint_every < 1):
@@ -421,7 +447,13 @@ def fit(
     if info is not None:
         broadcast_module(guide)
     params = list(guide.parameters())
-    opt = optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr)
+
+    def new_optimizer() -> torch.optim.Optimizer:
+        return optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr)
+
+    opt = new_optimizer()
+    base_lrs = [group["lr"] for group in opt.param_groups]
+    lr_factor = 1.0  # 0.1 per recovery from divergence (on_divergence="lower_lr")
     num_data = x.shape[0]
     batch_size = min(batch_size, num_data)
     global_batch = min(world * batch_size, num_data)
@@ -432,7 +464,7 @@ def fit(
     settings = {"num_data": num_data, "batch_size": batch_size, "num_particles": num_particles,
                 "kl_weighting": kl_weighting, "engine": engine, "seed": seed, "lr": float(lr),
                 "epochs": epochs, "device": str(device), "threads": torch.get_num_threads(),
-                "world_size": world}
+                "world_size": world, "lr_schedule": lr_schedule, "lr_factor": lr_factor}
     result = FitResult(guide, device=str(device))
     start_epoch, first_batch, order, sums, carried, previous = 0, 0, None, None, 0.0, 0.0
     if state is not None:
@@ -440,6 +472,7 @@ def fit(
         if rank_noise and rank > 0:
             pyro.set_rng_seed(rank_seed(state.settings.get("seed") or 0, rank, state.step))
         result.history, result.steps = list(state.history), state.step
+        lr_factor = settings["lr_factor"] = float(state.settings.get("lr_factor", 1.0))
         start_epoch, first_batch, previous = state.epoch, state.batch, state.seconds
         if first_batch:
             order, sums = state.order.to(device), state.sums.to(device)
@@ -467,6 +500,24 @@ def fit(
             on_checkpoint(snap)
         return TrainingInterrupted(snap, on_checkpoint is not None)
 
+    def set_lr(epoch: int) -> None:
+        scale = lr_factor * schedule_factor(lr_schedule, epoch, epochs)
+        for group, base in zip(opt.param_groups, base_lrs, strict=True):
+            group["lr"] = base * scale
+
+    def recover(err: NonFiniteLossError, epoch: int) -> None:
+        """Continue after divergence with a fresh optimizer at a tenth of the lr, or re-raise."""
+        nonlocal opt, lr_factor
+        if on_divergence != "lower_lr" or len(result.lr_reductions) >= max_lr_reductions:
+            raise err
+        lr_factor = settings["lr_factor"] = lr_factor * 0.1
+        opt = new_optimizer()
+        set_lr(epoch)
+        result.lr_reductions.append({"step": err.step, "epoch": err.epoch, "lr_factor": lr_factor})
+        warnings.warn(f"{err} Continuing with learning rate x{lr_factor:g} "
+                      f"(reduction {len(result.lr_reductions)} of {max_lr_reductions}).",
+                      RuntimeWarning, stacklevel=3)
+
     def should_stop() -> bool:
         asked = stop is not None and stop()
         if average is None:
@@ -479,6 +530,8 @@ def fit(
     with pyro.validation_enabled(False), contextlib.closing(bar):
         for epoch in bar:
             epoch_start = time.perf_counter() - carried
+            set_lr(epoch)
+            counted = first_batch  # steps summed into this epoch's means
             if first_batch == 0:
                 sums = torch.zeros(3, device=device)
                 order = torch.randperm(num_data, device=device)
@@ -501,7 +554,13 @@ def fit(
                 opt.step()
                 result.steps += 1
                 sums += torch.stack([loss, data, terms.complexity]).detach()
-                guard.record(loss.detach(), result.steps, epoch)
+                counted += 1
+                try:
+                    guard.record(loss.detach(), result.steps, epoch)
+                except NonFiniteLossError as err:
+                    recover(err, epoch)
+                    sums.zero_()
+                    counted = 0
                 if average is None and stop is not None and i + 1 < num_batches:
                     stopping = stop()
                 if stopping:
@@ -509,8 +568,14 @@ def fit(
             first_batch, carried = 0, 0.0
             if average is not None:
                 sums = _mean_over_ranks(sums, world)
-            guard.check()
-            record = _epoch_record(epoch, sums / num_batches, time.perf_counter() - epoch_start)
+            try:
+                guard.check()
+            except NonFiniteLossError as err:
+                recover(err, epoch)
+                sums.zero_()
+                counted = 0
+            means = sums / counted if counted else torch.full_like(sums, math.nan)
+            record = _epoch_record(epoch, means, time.perf_counter() - epoch_start)
             result.history.append(record)
             bar.set_postfix(elbo=f"{record.elbo:.4g}", nll=f"{record.nll:.4g}",
                             kl=f"{record.complexity:.4g}", refresh=False)
