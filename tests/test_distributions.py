@@ -95,6 +95,43 @@ def test_gradients_pass_finite_differences():
     )
 
 
+@pytest.mark.parametrize("pi,s1,s2", PARAMS + [(0.6, math.exp(-7), 1.5)])
+def test_constant_parameter_gradient_passes_finite_differences(pi, s1, s2):
+    # constant parameters take the hand-written gradient; it must be the exact derivative
+    prior = ScaleMixtureNormal(torch.tensor(pi, dtype=torch.float64),
+                               torch.tensor(s1, dtype=torch.float64),
+                               torch.tensor(s2, dtype=torch.float64))
+    assert prior._fixed
+    w = torch.cat([torch.linspace(-3, 3, 13), torch.linspace(-0.02, 0.02, 11),
+                   torch.tensor([0.0, 1e-4, 40.0])]).double().requires_grad_()
+    assert torch.autograd.gradcheck(prior.log_prob, (w,), eps=1e-8, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pi,s1,s2", PARAMS)
+def test_hand_written_gradient_equals_autograd_of_the_formula(pi, s1, s2):
+    torch.manual_seed(0)
+    w = torch.cat([torch.randn(500) * s1, torch.randn(500) * s2 * 10,
+                   torch.randn(600) * 0.05]).reshape(4, 400)
+    fast, slow = ScaleMixtureNormal(pi, s1, s2), ScaleMixtureNormal(pi, s1, s2)
+    slow._fixed = False  # the autograd path: the same formula built from torch ops
+    values = []
+    for prior in (fast, slow):
+        x = w.clone().requires_grad_()
+        value = prior.log_prob(x)
+        (grad,) = torch.autograd.grad((value * torch.linspace(-1, 2, 400)).sum(), x)
+        values.append((value, grad))
+    torch.testing.assert_close(values[0][0], values[1][0], rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(values[0][1], values[1][1], rtol=1e-5, atol=1e-4)
+
+
+def test_learnable_parameters_keep_autograd_for_the_parameters():
+    sigma1 = torch.tensor(1.0, requires_grad=True)
+    prior = ScaleMixtureNormal(0.5, sigma1, math.exp(-6))
+    assert not prior._fixed
+    prior.log_prob(torch.tensor([0.1, 2.0])).sum().backward()
+    assert sigma1.grad is not None and torch.isfinite(sigma1.grad)
+
+
 @given(st.floats(-50, 50), st.floats(0.01, 0.99), st.floats(0.1, 3.0), st.floats(1e-4, 0.1))
 @settings(max_examples=200, deadline=None)
 def test_log_prob_bounded_by_components(w, pi, s1, s2):
