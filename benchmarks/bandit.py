@@ -31,13 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pyro_bbb.bandit_plots import regret_curve_figure, save_figure
 from pyro_bbb.bandits import ThompsonAgent, default_agents, run_experiment
 from pyro_bbb.data.mushroom import NUM_MUSHROOM_FEATURES, load_mushroom
 from pyro_bbb.experiment import hardware_string, json_safe
 
 LEARNERS = ("Greedy", "1% Greedy", "5% Greedy")
-COLORS = {"BBB": "tab:blue", "Greedy": "tab:red", "1% Greedy": "tab:orange",
-          "5% Greedy": "tab:green", "Oracle": "tab:gray"}
 
 
 def curve_steps(steps: int, points: int) -> np.ndarray:
@@ -57,42 +56,9 @@ def target_met(final: dict[str, list[float]]) -> list[bool] | None:
 
 
 def plot(t: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str) -> None:
-    """Cumulative regret at steps ``t``: per agent the mean over seeds (bold) and every seed
-    (faint); linear step axis, log regret axis. An agent whose regret is 0 throughout (the
-    oracle) is named in the legend only."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for name, runs in curves.items():
-        runs = np.asarray(runs, dtype=float)
-        color = COLORS.get(name)
-        if not runs.any():
-            ax.plot([], [], color=color, lw=2, label=f"{name} (regret 0 throughout)")
-            continue
-        for run in runs:
-            ax.plot(t, np.where(run > 0, run, np.nan), color=color, alpha=0.3, lw=0.8)
-        finals = ", ".join(f"{v:,.0f}" for v in runs[:, -1])
-        ax.plot(t, np.where(runs.mean(0) > 0, runs.mean(0), np.nan), color=color, lw=2,
-                label=f"{name}: final {finals}")
-    ax.set_yscale("log")
-    ax.set_xlim(0, t[-1])
-    after = t >= t[-1] / 100  # the first 1% of steps would stretch the log axis down to ~1
-    lowest = [float(np.asarray(r, dtype=float).mean(0)[after].min()) for r in curves.values()]
-    lowest = [v for v in lowest if v > 0]
-    if lowest:
-        ax.set_ylim(bottom=max(1.0, 0.5 * min(lowest)))
-    ax.set_xlabel("step")
-    ax.set_ylabel("cumulative regret")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8, title="mean (bold), seeds (faint); final per seed",
-              title_fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    """Cumulative regret at steps ``t`` (``pyro_bbb.bandit_plots.regret_curve_figure``): per agent
+    the mean over seeds (bold) and every seed (faint); linear step axis, log regret axis."""
+    save_figure(regret_curve_figure(t, curves, title), path, dpi=130)
 
 
 def thompson_defaults() -> dict:

@@ -1,4 +1,5 @@
-"""The ``pyro-bbb`` command: run an experiment spec, evaluate or predict with a checkpoint.
+"""The ``pyro-bbb`` command: run an experiment spec, evaluate or predict with a checkpoint, draw
+the figures of a run.
 
     pyro-bbb run [SPEC.toml] [--out DIR] [--set key=value ...] [--device D] [--smoke]
                  [--checkpoint-every N]
@@ -7,6 +8,7 @@
     pyro-bbb predict CHECKPOINT --input FILE.csv|.npy [--output FILE.csv] [--num-samples S]
     pyro-bbb compare SPEC.toml [--methods bbb nuts ...] [--out DIR] [--set key=value ...]
     pyro-bbb uci --data-dir FOLDER [--splits 0 1 ...] [--methods bbb ...] [--epochs N] [--out DIR]
+    pyro-bbb figures RUN_DIR [--out DIR] [--num-samples S]
 
 Every command takes ``--threads N`` (torch CPU threads).
 
@@ -18,6 +20,12 @@ SIGTERM stops training at the next step boundary, saves a checkpoint there, prin
 that resumes the run and exits with status 130 (SIGINT) or 143 (SIGTERM); a second Ctrl-C aborts
 at once (the previous checkpoint stays). ``run --resume RUN_DIR`` continues from the checkpoint
 (with no SPEC, the run's own saved spec) and evaluates as usual.
+
+``figures`` re-evaluates a run folder's checkpoint on its spec's test data and writes every figure
+that applies (default into RUN_DIR/figures): classification: reliability diagram, uncertainty
+histograms (correct vs wrong), the most uncertain test images (image data), the log-SNR
+histogram; regression: the predictive band (1-D inputs) and uncertainty histograms; both: the
+training curves from history.json.
 """
 
 from __future__ import annotations
@@ -127,6 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     uci.add_argument("--out", type=Path, help="folder for uci_splits.csv, uci_summary.csv and "
                      "uci.json (must not exist or be empty)")
     _add_threads_option(uci)
+
+    fg = sub.add_parser("figures", help="draw every figure that applies to a run folder: "
+                        "reliability, uncertainty histograms, most uncertain images, SNR, "
+                        "band, training curves")
+    fg.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                    help="run folder written by pyro-bbb run (checkpoint.pt with its spec)")
+    fg.add_argument("--out", type=Path, metavar="DIR",
+                    help="folder for the PNG files (default RUN_DIR/figures; files of the same "
+                    "name are replaced)")
+    fg.add_argument("--num-samples", type=_positive_int, metavar="S",
+                    help="posterior draws for the predictions (default: the spec's "
+                    "evaluation.num_samples)")
+    _add_threads_option(fg)
     return parser
 
 
@@ -453,8 +474,83 @@ def _uci(args) -> int:
     return 0
 
 
+_SNR_PROPORTIONS = (0.5, 0.75, 0.95, 0.98)
+
+
+def _figures(args) -> int:
+    from dataclasses import replace
+
+    from . import plots
+    from .checkpoint import check_compatible
+    from .data import FASHION_MNIST_CLASSES
+    from .experiment import build_model, evaluate, load_data, run_spec
+    from .likelihoods import ClassificationPrediction
+    from .pruning import log_snr_histogram, snr_threshold
+    from .pruning_plots import snr_histogram_figure
+
+    run_dir = args.run_dir
+    config = run_spec(run_dir)  # FileNotFoundError for a missing folder or a non-run folder
+    if not (run_dir / "checkpoint.pt").is_file():
+        raise FileNotFoundError(f"{run_dir} has no checkpoint.pt (a run that has not saved one "
+                                "yet); finish or resume it first")
+    if args.num_samples:
+        config = replace(config, evaluation=replace(config.evaluation,
+                                                    num_samples=args.num_samples))
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    data = load_data(config)
+    check_compatible(checkpoint, build_model(config, data.x_train.shape[1]))
+    model, guide = checkpoint.model, checkpoint.guide
+    history = None
+    if (run_dir / "history.json").is_file():
+        try:
+            history = json.loads((run_dir / "history.json").read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{run_dir / 'history.json'} is not valid JSON ({err})") from None
+    out = args.out if args.out is not None else run_dir / "figures"
+    print(f"evaluating {config.name} from {run_dir} with {config.evaluation.num_samples} "
+          f"posterior samples", flush=True)
+    evaluation = evaluate(config, model, guide, data)
+    pred = evaluation.prediction
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def save(fig, name: str) -> None:
+        written.append(plots.save_figure(fig, out / name))
+
+    if isinstance(pred, ClassificationPrediction):
+        labels = data.y_test.cpu()
+        save(plots.reliability_diagram(pred.probs, labels, config.evaluation.num_bins),
+             "reliability.png")
+        save(plots.uncertainty_histogram(pred, correct=pred.predicted == labels,
+                                         title=f"{config.name}: predictive uncertainty of "
+                                         f"{len(labels)} test points"), "uncertainty.png")
+        if config.data.kind == "fashion_mnist":
+            save(plots.most_uncertain_images(data.x_test, pred, labels,
+                                             class_names=FASHION_MNIST_CLASSES, k=16),
+                 "most_uncertain.png")
+        thresholds = {p: snr_threshold(guide, p) for p in _SNR_PROPORTIONS}
+        save(snr_histogram_figure(log_snr_histogram(guide), thresholds), "snr_histogram.png")
+    else:
+        if evaluation.grid_prediction is not None:
+            std = data.standardizer
+            x_train = data.x_train if std is None else data.x_train * std.x_std + std.x_mean
+            y_train = data.y_train if std is None else std.inverse_target(data.y_train)
+            save(plots.regression_band(x_train, y_train, evaluation.grid,
+                                       evaluation.grid_prediction, truth=data.truth,
+                                       title=f"{config.name}: posterior predictive"),
+                 "regression_band.png")
+        save(plots.uncertainty_histogram(pred, title=f"{config.name}: predictive uncertainty "
+                                         f"of {pred.mean.shape[0]} test points"),
+             "uncertainty.png")
+    if isinstance(history, dict) and history.get("epoch"):
+        save(plots.training_curves(history), "training_curves.png")
+    for path in written:
+        print(path)
+    return 0
+
+
 _COMMANDS = {"run": _run, "evaluate": _evaluate, "predict": _predict, "compare": _compare,
-             "uci": _uci}
+             "uci": _uci, "figures": _figures}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

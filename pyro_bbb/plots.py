@@ -1,4 +1,5 @@
-"""Figures of an experiment: regression band, reliability diagram, training curves.
+"""Figures of an experiment: regression band, reliability diagram, training curves, uncertainty
+histograms and the most uncertain images.
 
 Every function returns a matplotlib Figure and never shows it. pyplot is imported lazily; when no
 backend has been chosen yet (no pyplot import, no MPLBACKEND, no rcParams backend) the headless
@@ -16,13 +17,23 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .likelihoods import RegressionPrediction
+from .likelihoods import ClassificationPrediction, RegressionPrediction
 from .metrics import expected_calibration_error, reliability_curve
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["regression_band", "reliability_diagram", "training_curves", "save_figure"]
+__all__ = [
+    "regression_band",
+    "reliability_diagram",
+    "training_curves",
+    "uncertainty_histogram",
+    "most_uncertain_indices",
+    "most_uncertain_images",
+    "save_figure",
+]
+
+UNCERTAINTY_KINDS = ("total", "aleatoric", "epistemic")
 
 
 def _pyplot():
@@ -160,6 +171,177 @@ def _curve(ax, epochs: np.ndarray, values: np.ndarray, color: str) -> None:
         if hi > lo and finite.max() - finite.min() > 3 * (hi - lo):
             pad = 0.1 * (hi - lo)
             ax.set_ylim(lo - pad, hi + pad)
+
+
+def _uncertainties(prediction) -> tuple[dict[str, np.ndarray], str]:
+    """The total / aleatoric / epistemic values per point and their unit.
+
+    Classification: entropies in nats (total = aleatoric + epistemic); regression: standard
+    deviations (total² = aleatoric² + epistemic²).
+    """
+    if isinstance(prediction, ClassificationPrediction):
+        values = (prediction.total_entropy, prediction.aleatoric, prediction.epistemic)
+        unit = "entropy (nats)"
+    elif isinstance(prediction, RegressionPrediction):
+        values = (prediction.std, prediction.aleatoric_std, prediction.epistemic_std)
+        unit = "standard deviation"
+    else:
+        raise ValueError("prediction must be a ClassificationPrediction or RegressionPrediction, "
+                         f"got {type(prediction).__name__}")
+    arrays = dict(zip(UNCERTAINTY_KINDS, (_np(v) for v in values), strict=True))
+    if not len(arrays["total"]):
+        raise ValueError("the prediction holds no points")
+    return arrays, unit
+
+
+_HISTOGRAM_TITLES = {
+    ClassificationPrediction: ("total: entropy of the mean prediction",
+                               "aleatoric: expected entropy",
+                               "epistemic: mutual information"),
+    RegressionPrediction: ("total: predictive std", "aleatoric: noise std",
+                           "epistemic: std of the mean over weights"),
+}
+
+
+def uncertainty_histogram(
+    prediction: ClassificationPrediction | RegressionPrediction,
+    correct=None,
+    bins: int = 30,
+    title: str | None = None,
+) -> Figure:
+    """Histograms of the total (left), aleatoric (middle) and epistemic (right) uncertainty.
+
+    Classification: entropies in nats, H[E_w p] = E_w H[p] + I(y; w); regression: standard
+    deviations, std² = aleatoric_std² + epistemic_std². ``correct`` (booleans, one per point,
+    e.g. ``prediction.predicted == labels``) splits each panel into correct and wrong points,
+    drawn as densities over shared bins with a dashed line at each group's mean; without it
+    each panel shows counts and a dashed line at the mean.
+    """
+    values, unit = _uncertainties(prediction)
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"bins must be a positive int, got {bins!r}")
+    n = len(values["total"])
+    groups: list[tuple[str, np.ndarray, str]]
+    if correct is None:
+        groups = [("all", np.ones(n, dtype=bool), "tab:blue")]
+    else:
+        mask = correct.detach().cpu().numpy() if torch.is_tensor(correct) else np.asarray(correct)
+        mask = mask.reshape(-1)
+        if mask.dtype != bool:
+            raise ValueError(f"correct must hold booleans, got dtype {mask.dtype}")
+        if len(mask) != n:
+            raise ValueError(f"correct has {len(mask)} entries but the prediction has {n} points")
+        groups = [(f"correct (n={int(mask.sum())})", mask, "tab:green"),
+                  (f"wrong (n={int((~mask).sum())})", ~mask, "tab:red")]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    panel_titles = _HISTOGRAM_TITLES[type(prediction)]
+    for ax, kind, panel_title in zip(axes, UNCERTAINTY_KINDS, panel_titles, strict=True):
+        v = values[kind]
+        finite = v[np.isfinite(v)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+        for label, mask, color in groups:
+            part = v[mask]
+            if not part.size:
+                continue
+            ax.hist(part, bins=edges, density=correct is not None, color=color, alpha=0.5,
+                    label=label)
+            ax.axvline(float(part.mean()), color=color, linestyle="--", linewidth=1.2)
+        ax.set_title(panel_title)
+        ax.set_xlabel(unit)
+        ax.set_ylabel("count" if correct is None else "density")
+        ax.grid(alpha=0.3)
+        if correct is not None:
+            ax.legend(loc="upper right", fontsize="small")
+    fig.suptitle(title or f"Predictive uncertainty of {n} points (dashed: means)")
+    fig.tight_layout()
+    return fig
+
+
+def most_uncertain_indices(
+    prediction: ClassificationPrediction | RegressionPrediction, k: int = 16,
+    kind: str = "epistemic",
+) -> np.ndarray:
+    """Indices of the ``k`` points of highest ``kind`` uncertainty (total, aleatoric or
+    epistemic), most uncertain first; ties keep the earlier point first. k > N gives all N."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    if kind not in UNCERTAINTY_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(UNCERTAINTY_KINDS)}, got {kind!r}")
+    values = _uncertainties(prediction)[0][kind]
+    return np.argsort(-values, kind="stable")[: int(k)]
+
+
+def most_uncertain_images(
+    images,
+    prediction: ClassificationPrediction,
+    labels=None,
+    class_names: Sequence[str] | None = None,
+    k: int = 16,
+    kind: str = "epistemic",
+    ncols: int | None = None,
+) -> Figure:
+    """A grid of the ``k`` images of highest ``kind`` uncertainty, most uncertain first.
+
+    ``images`` are (N, H, W) or flattened square (N, H·W) greyscale images, one per predicted
+    point. Each panel's title gives the predicted class, the true class (``labels``, when given;
+    the title is red where the prediction is wrong) and the uncertainty value in nats.
+    """
+    if not isinstance(prediction, ClassificationPrediction):
+        raise ValueError("most_uncertain_images needs a ClassificationPrediction, got "
+                         f"{type(prediction).__name__}")
+    pixels = images.detach().cpu().numpy() if torch.is_tensor(images) else np.asarray(images)
+    pixels = pixels.astype(float)
+    n = int(prediction.probs.shape[0])
+    if pixels.ndim == 2:
+        side = int(round(pixels.shape[1] ** 0.5))
+        if side * side != pixels.shape[1]:
+            raise ValueError(f"flattened images must be square, got {pixels.shape[1]} pixels; "
+                             "pass them as (N, H, W)")
+        pixels = pixels.reshape(-1, side, side)
+    if pixels.ndim != 3:
+        raise ValueError(f"images must have shape (N, H, W) or (N, H*W), got {pixels.shape}")
+    if len(pixels) != n:
+        raise ValueError(f"there are {len(pixels)} images but the prediction has {n} points")
+    truth = None
+    if labels is not None:
+        truth = _np(labels).astype(int)
+        if len(truth) != n:
+            raise ValueError(f"labels has {len(truth)} entries but the prediction has {n} points")
+    num_classes = int(prediction.probs.shape[-1])
+    if class_names is not None and len(class_names) < num_classes:
+        raise ValueError(f"class_names has {len(class_names)} names for {num_classes} classes")
+    names = list(class_names) if class_names is not None else [str(c) for c in
+                                                               range(num_classes)]
+    order = most_uncertain_indices(prediction, k, kind)
+    values = _uncertainties(prediction)[0][kind]
+    predicted = _np(prediction.predicted).astype(int)
+    count = len(order)
+    ncols = ncols or min(count, int(np.ceil(np.sqrt(count))))
+    if ncols < 1:
+        raise ValueError(f"ncols must be a positive int, got {ncols!r}")
+    nrows = int(np.ceil(count / ncols))
+    plt = _pyplot()
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.0 * ncols, 2.35 * nrows + 0.4),
+                             squeeze=False)
+    flat = axes.reshape(-1)
+    for ax in flat[count:]:
+        fig.delaxes(ax)
+    for ax, index in zip(flat, order, strict=False):
+        ax.imshow(pixels[index], cmap="gray", interpolation="nearest")
+        lines = [f"#{index} pred: {names[predicted[index]]}"]
+        color = "black"
+        if truth is not None:
+            lines.append(f"true: {names[truth[index]]}")
+            color = "tab:green" if truth[index] == predicted[index] else "tab:red"
+        lines.append(f"{kind}: {values[index]:.3g}")
+        ax.set_title("\n".join(lines), fontsize=8, color=color)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"The {count} images of highest {kind} uncertainty (nats)")
+    fig.tight_layout()
+    return fig
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120, close: bool = True) -> Path:

@@ -122,3 +122,136 @@ def test_save_figure_closes_by_default(tmp_path):
     assert number in plt.get_fignums()
     path = plots.save_figure(fig, tmp_path / "f.png")
     assert path.stat().st_size > 0 and number not in plt.get_fignums()
+
+
+def _classification_prediction(n: int = 40, classes: int = 4, seed: int = 0):
+    """A ClassificationPrediction with a known ordering of uncertainties (not from a model)."""
+    from pyro_bbb.likelihoods import ClassificationPrediction
+
+    generator = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(2 * torch.randn(n, classes, generator=generator), -1)
+    epistemic = torch.rand(n, generator=generator)
+    aleatoric = torch.rand(n, generator=generator)
+    return ClassificationPrediction(probs, aleatoric + epistemic, aleatoric, epistemic)
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_uncertainty_histogram_classification(tmp_path, split):
+    pred = _classification_prediction(60)
+    labels = torch.arange(60) % 4
+    correct = (pred.predicted == labels) if split else None
+    fig = plots.uncertainty_histogram(pred, correct=correct, bins=12)
+    axes = fig.axes
+    assert len(axes) == 3
+    assert [ax.get_title().split(":")[0] for ax in axes] == ["total", "aleatoric", "epistemic"]
+    assert "mutual information" in axes[2].get_title()
+    assert all(ax.get_xlabel() == "entropy (nats)" for ax in axes)
+    assert all(ax.get_ylabel() == ("density" if split else "count") for ax in axes)
+    groups = [correct, ~correct] if split else [torch.ones(60, dtype=torch.bool)]
+    for ax, values in zip(axes, (pred.total_entropy, pred.aleatoric, pred.epistemic),
+                          strict=True):
+        assert len(ax.patches) == 12 * len(groups)  # one bar per bin and group
+        means = [line.get_xdata()[0] for line in ax.lines]
+        assert means == pytest.approx([float(values[g].mean()) for g in groups], rel=1e-6)
+        if split:
+            texts = [t.get_text() for t in ax.get_legend().get_texts()]
+            assert texts == [f"correct (n={int(correct.sum())})",
+                             f"wrong (n={int((~correct).sum())})"]
+        else:
+            assert sum(p.get_height() for p in ax.patches) == 60
+    _saved_png(fig, tmp_path / "hist.png")
+
+
+def test_uncertainty_histogram_regression(tmp_path):
+    grid = torch.linspace(-0.2, 1.2, 50)
+    pred = _band_prediction(grid)
+    inside = (pred.lower <= torch.sin(3 * grid)) & (torch.sin(3 * grid) <= pred.upper)
+    fig = plots.uncertainty_histogram(pred, correct=inside.numpy())
+    assert [ax.get_xlabel() for ax in fig.axes] == ["standard deviation"] * 3
+    assert fig.axes[1].get_title() == "aleatoric: noise std"
+    total_mean = fig.axes[0].lines[0].get_xdata()[0]
+    assert total_mean == pytest.approx(float(pred.std[inside].mean()), rel=1e-6)
+    _saved_png(fig, tmp_path / "hist_reg.png")
+
+
+def test_uncertainty_histogram_bad_input():
+    pred = _classification_prediction(10)
+    with pytest.raises(ValueError, match="correct has 9 entries but the prediction has 10"):
+        plots.uncertainty_histogram(pred, correct=[True] * 9)
+    with pytest.raises(ValueError, match="correct must hold booleans"):
+        plots.uncertainty_histogram(pred, correct=[1] * 10)
+    with pytest.raises(ValueError, match="bins must be a positive int"):
+        plots.uncertainty_histogram(pred, bins=0)
+    with pytest.raises(ValueError, match="ClassificationPrediction or RegressionPrediction"):
+        plots.uncertainty_histogram({"probs": pred.probs})
+
+
+@pytest.mark.parametrize("kind", ["epistemic", "total", "aleatoric"])
+def test_most_uncertain_images_shows_the_k_most_uncertain(tmp_path, kind):
+    n, k = 40, 9
+    pred = _classification_prediction(n)
+    images = torch.rand(n, 28 * 28, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(n) % 4
+    names = ["zero", "one", "two", "three"]
+    fig = plots.most_uncertain_images(images, pred, labels=labels, class_names=names, k=k,
+                                      kind=kind)
+    values = {"epistemic": pred.epistemic, "total": pred.total_entropy,
+              "aleatoric": pred.aleatoric}[kind]
+    expected = torch.argsort(values, descending=True)[:k].tolist()
+    assert plots.most_uncertain_indices(pred, k, kind).tolist() == expected
+    assert len(fig.axes) == k  # a 3 × 3 grid, no empty panels
+    assert f"{k} images of highest {kind}" in fig._suptitle.get_text()
+    shown = []
+    for ax, index in zip(fig.axes, expected, strict=True):
+        (image,) = ax.images
+        pixels = torch.as_tensor(image.get_array().data)
+        assert pixels.shape == (28, 28)
+        shown.append(next(i for i in range(n) if torch.allclose(images[i].view(28, 28).double(),
+                                                                  pixels.double())))
+        title = ax.get_title().split("\n")
+        predicted = int(pred.predicted[index])
+        assert title == [f"#{index} pred: {names[predicted]}", f"true: {names[int(labels[index])]}",
+                         f"{kind}: {float(values[index]):.3g}"]
+        wrong = predicted != int(labels[index])
+        assert matplotlib.colors.same_color(ax.title.get_color(),
+                                            "tab:red" if wrong else "tab:green")
+    assert shown == expected
+    _saved_png(fig, tmp_path / "uncertain.png")
+
+
+def test_most_uncertain_images_known_answer_and_partial_grid():
+    from pyro_bbb.likelihoods import ClassificationPrediction
+
+    # image i is constant i / 10 and has epistemic uncertainty i: the 5 shown are 9, 8, ..., 5
+    n = 10
+    images = torch.arange(n, dtype=torch.float32)[:, None, None].expand(n, 8, 8) / 10
+    probs = torch.full((n, 3), 1 / 3)
+    epistemic = torch.arange(n, dtype=torch.float32)
+    pred = ClassificationPrediction(probs, epistemic + 1, torch.ones(n), epistemic)
+    fig = plots.most_uncertain_images(images, pred, k=5)
+    assert len(fig.axes) == 5  # a 2 × 3 grid with the sixth panel removed
+    levels = [float(ax.images[0].get_array().mean()) for ax in fig.axes]
+    assert levels == pytest.approx([0.9, 0.8, 0.7, 0.6, 0.5])
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes] == [
+        f"#{i} pred: 0" for i in (9, 8, 7, 6, 5)]
+    assert all(len(ax.get_title().split("\n")) == 2 for ax in fig.axes)  # no labels: no "true"
+    assert len(plots.most_uncertain_images(images, pred, k=50).axes) == n  # k > N shows all N
+
+
+def test_most_uncertain_images_bad_input():
+    pred = _classification_prediction(12)
+    images = torch.rand(12, 784)
+    with pytest.raises(ValueError, match="k must be a positive int, got 0"):
+        plots.most_uncertain_images(images, pred, k=0)
+    with pytest.raises(ValueError, match="there are 11 images but the prediction has 12"):
+        plots.most_uncertain_images(images[:11], pred)
+    with pytest.raises(ValueError, match="labels has 13 entries but the prediction has 12"):
+        plots.most_uncertain_images(images, pred, labels=torch.zeros(13, dtype=torch.long))
+    with pytest.raises(ValueError, match="kind must be one of total, aleatoric, epistemic"):
+        plots.most_uncertain_images(images, pred, kind="mutual")
+    with pytest.raises(ValueError, match="class_names has 2 names for 4 classes"):
+        plots.most_uncertain_images(images, pred, class_names=["a", "b"])
+    with pytest.raises(ValueError, match="flattened images must be square"):
+        plots.most_uncertain_images(torch.rand(12, 10), pred)
+    with pytest.raises(ValueError, match="needs a ClassificationPrediction"):
+        plots.most_uncertain_images(images, _band_prediction(torch.linspace(0, 1, 12)))

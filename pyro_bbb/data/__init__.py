@@ -1,6 +1,12 @@
 """Data loaders; each takes an explicit path (Fashion-MNIST falls back to Debian's location)."""
 
-from pyro_bbb.data.idx import DEFAULT_FASHION_MNIST_ROOT, ImageData, load_fashion_mnist, read_idx
+from pyro_bbb.data.idx import (
+    DEFAULT_FASHION_MNIST_ROOT,
+    FASHION_MNIST_CLASSES,
+    ImageData,
+    load_fashion_mnist,
+    read_idx,
+)
 from pyro_bbb.data.mushroom import MushroomData, load_mushroom
 from pyro_bbb.data.toy import (
     ToyRegression,
@@ -19,6 +25,7 @@ from pyro_bbb.data.uci import (
 
 __all__ = [
     "DEFAULT_FASHION_MNIST_ROOT",
+    "FASHION_MNIST_CLASSES",
     "ImageData",
     "MushroomData",
     "Standardizer",

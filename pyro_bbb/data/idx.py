@@ -85,6 +85,11 @@ def _find(root: Path, stem: str) -> Path:
     raise FileNotFoundError(f"neither {candidates[0].name} nor {candidates[1].name} in {root}")
 
 
+#: Fashion-MNIST's label names, index = label.
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                         "Sneaker", "Bag", "Ankle boot")
+
+
 def load_fashion_mnist(
     root: PathLike | None = None,
     split: str = "train",
