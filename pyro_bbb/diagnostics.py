@@ -47,6 +47,8 @@ report, and why it is not a fault of the export:
   routinely for BNN classifiers fitted by mean-field VI, whose wide q has rare draws that give a
   training point probability ≈ 0; elpd_loo is then unreliable (the ``warning`` column of
   ``az.compare`` says so), and held-out log-likelihood is the better comparison.
+- log_likelihood is stored in float64 whatever the draws' dtype: in float32, PSIS overflows once
+  log-likelihoods differ by more than about 88 nats and ``az.loo`` returns NaN.
 - ``az.summary`` on one chain logs (via ``logging``, not ``warnings``) "Shape validation failed"
   and gives R-hat NaN: R-hat needs 2 chains (``fit_chains`` for VI, or several MCMC
   chains; splitting one VI fit's independent draws with ``chains=`` makes R-hat ≈ 1 trivially).
@@ -350,7 +352,9 @@ def to_inference_data(
     if y is not None:
         groups["observed_data"] = {OBSERVED: _targets_dtype(model.likelihood, y).numpy()}
         if log_likelihood:
-            values = _log_likelihood(model, flat, x, y)
+            # float64: PSIS in az.loo exponentiates differences of log-likelihoods, which
+            # overflow float32 beyond about 88 nats and turn elpd_loo into NaN
+            values = _log_likelihood(model, flat, x, y).double()
             groups["log_likelihood"] = {OBSERVED: _unflat(values, num_chains)}
     if prior_draws is not None:
         prior = _as_chains(model, prior_draws)

@@ -360,3 +360,19 @@ def test_missing_arviz_names_the_extra(monkeypatch):
     model = BayesianMLP([2, 1], Gaussian(noise=0.1))
     with pytest.raises(ImportError, match=r"pip install pyro_bbb\[diagnostics\]"):
         to_inference_data(model, untrained_draws(model, 4))
+
+
+def test_loo_is_finite_when_log_likelihoods_span_hundreds_of_nats():
+    # prior draws under a narrow noise: per-point log-likelihoods range over hundreds of nats,
+    # where float32 PSIS overflowed and az.loo returned NaN (log_likelihood is stored in float64)
+    model = BayesianMLP([1, 1], Gaussian(noise=0.05), prior=gaussian_prior(1.0))
+    x = torch.linspace(-1, 1, 30)[:, None]
+    y = 0.8 * x[:, 0] + 0.1
+    draws = sample_prior(model, 400, seed=0)
+    idata = to_inference_data(model, draws, x, y, seed=0)
+    values = idata.log_likelihood["y"].values
+    assert values.dtype == np.float64 and values.max() - values.min() > 200
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Pareto k: legitimate for prior draws
+        loo = az.loo(idata, pointwise=True)
+    assert math.isfinite(loo.elpd_loo) and np.isfinite(loo.loo_i.values).all()
