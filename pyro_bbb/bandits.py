@@ -41,6 +41,7 @@ from torch import nn
 from .data.mushroom import MushroomData
 from .guide import MeanFieldGuide
 from .infer.engine import FastELBO
+from .infer.optim import default_adam
 from .likelihoods import Gaussian
 from .model import BayesianMLP
 
@@ -268,6 +269,10 @@ class ThompsonAgent(_ReplayLearner):
             draws per step, Adam 1e-3.
         updates_per_step, update_every: gradient steps taken after every ``update_every``
             interactions.
+        kl_data: the N of the −ELBO's minibatch scaling: "buffer" (the buffer's fill, at most
+            ``buffer_size``: the posterior never gets narrower than a ``buffer_size``-point one)
+            or "seen" (every interaction so far: the posterior of all the data, approximated by
+            replaying the recent part, keeps narrowing, so exploration fades as data accrues).
         seed: seeds the initial weights, the posterior draws and the minibatches. FastELBO's
             training draws use torch's global RNG, which ``run_bandit`` seeds.
     """
@@ -276,9 +281,12 @@ class ThompsonAgent(_ReplayLearner):
                  noise: float | None = 0.1, reward_scale: float = 10.0, init_rho: float = -4.0,
                  buffer_size: int = 4096, batch_size: int = 64, num_particles: int = 2,
                  lr: float = 1e-3, updates_per_step: int = 1, update_every: int = 1,
-                 seed: int = 0):
+                 kl_data: str = "buffer", seed: int = 0):
         super().__init__(num_features, buffer_size, batch_size, updates_per_step, update_every,
                          seed)
+        if kl_data not in ("buffer", "seen"):
+            raise ValueError(f"kl_data must be 'buffer' or 'seen', got {kl_data!r}")
+        self.kl_data = kl_data
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.model = BayesianMLP([num_features + NUM_ACTIONS, *hidden, 1], Gaussian(noise),
@@ -288,7 +296,7 @@ class ThompsonAgent(_ReplayLearner):
             raise ValueError(f"reward_scale must be positive, got {reward_scale}")
         self.reward_scale = float(reward_scale)
         self.elbo = FastELBO(self.model, self.guide, num_particles=num_particles)
-        self.optimizer = _adam(self.guide.parameters(), lr)
+        self.optimizer = default_adam(self.guide.parameters(), lr)
 
     @torch.no_grad()
     def values(self, context: torch.Tensor) -> torch.Tensor:
@@ -304,20 +312,12 @@ class ThompsonAgent(_ReplayLearner):
     def train_step(self) -> float:
         """One Adam step on the minibatch −ELBO with num_data = the buffer's fill."""
         x, y = self.buffer.sample(self.batch_size, self.generator)
-        loss = self.elbo(x, y / self.reward_scale, num_data=len(self.buffer)).loss
+        num_data = len(self.buffer) if self.kl_data == "buffer" else self._interactions
+        loss = self.elbo(x, y / self.reward_scale, num_data=num_data).loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return float(loss.detach())
-
-
-def _adam(params, lr: float) -> torch.optim.Adam:
-    """Adam, fused where torch supports it (on CPU from torch 2.4; about 2x faster here)."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr)
 
 
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -349,7 +349,7 @@ class GreedyAgent(_ReplayLearner):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.network = _mlp([num_features + NUM_ACTIONS, *hidden, 1])
-        self.optimizer = _adam(self.network.parameters(), lr)
+        self.optimizer = default_adam(self.network.parameters(), lr)
 
     @torch.no_grad()
     def values(self, context: torch.Tensor) -> torch.Tensor:

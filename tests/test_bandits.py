@@ -242,3 +242,24 @@ def test_run_experiment_shapes_and_common_streams(mushrooms):
         assert np.all(np.diff(curves, axis=1) >= -5), name  # a step's regret is ≥ −5
     assert result.final_regret()["Oracle"] == [0.0, 0.0]
     assert set(result.seconds) == set(agents)
+
+
+@pytest.mark.parametrize("kl_data,expected", [("buffer", [1, 2, 3, 3, 3]),
+                                              ("seen", [1, 2, 3, 4, 5])])
+def test_kl_scaling_uses_the_buffer_fill_or_everything_seen(mushrooms, kl_data, expected):
+    agent = ThompsonAgent(126, buffer_size=3, batch_size=2, kl_data=kl_data, seed=0)
+    seen, elbo = [], agent.elbo
+
+    def spy(x, y, num_data=None):
+        seen.append(num_data)
+        return elbo(x, y, num_data=num_data)
+
+    agent.elbo = spy
+    for i in range(5):
+        agent.update(mushrooms.features[i], EAT, 5.0)
+    assert seen == expected and len(agent.buffer) == 3
+
+
+def test_kl_data_is_checked():
+    with pytest.raises(ValueError, match="kl_data must be 'buffer' or 'seen'"):
+        ThompsonAgent(126, kl_data="all")

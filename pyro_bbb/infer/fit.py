@@ -52,6 +52,7 @@ from .distributed import (
 )
 from .elbo import elbo_terms
 from .engine import FastELBO, supports_fast_elbo
+from .optim import default_adam
 
 __all__ = [
     "fit",
@@ -382,9 +383,10 @@ def fit(
     """Fit ``guide`` to the posterior of ``model`` given data (x, y) by SVI.
 
     Data is moved to ``device`` once; minibatches are drawn there. ``optimizer`` is a factory
-    ``params -> torch.optim.Optimizer`` (default Adam(lr)). Losses are checked for NaN/inf every
-    ``check_every`` steps (default 50: each check syncs a GPU and copies the parameters, too
-    costly to do every step on CPU or GPU; the first bad step is still named exactly);
+    ``params -> torch.optim.Optimizer`` (default Adam(lr), fused where torch supports it).
+    Losses are checked for NaN/inf every ``check_every`` steps (default 50: each check syncs a
+    GPU and copies the parameters, too costly to do every step on CPU or GPU; the first bad step
+    is still named exactly);
     on a non-finite loss the guide is restored to the last checked parameters and
     ``NonFiniteLossError`` names the step. ``on_divergence="lower_lr"`` instead continues from
     those parameters with a fresh optimizer at a tenth of the learning rate, at most
@@ -449,7 +451,7 @@ def fit(
     params = list(guide.parameters())
 
     def new_optimizer() -> torch.optim.Optimizer:
-        return optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr)
+        return optimizer(params) if optimizer is not None else default_adam(params, lr)
 
     opt = new_optimizer()
     base_lrs = [group["lr"] for group in opt.param_groups]
