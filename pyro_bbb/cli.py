@@ -1,5 +1,5 @@
 """The ``pyro-bbb`` command: run an experiment spec, evaluate or predict with a checkpoint, draw
-the figures of a run.
+the figures of a run, check what a spec's prior implies before fitting.
 
     pyro-bbb run [SPEC.toml] [--out DIR] [--set key=value ...] [--device D] [--smoke]
                  [--checkpoint-every N]
@@ -9,6 +9,8 @@ the figures of a run.
     pyro-bbb compare SPEC.toml [--methods bbb nuts ...] [--out DIR] [--set key=value ...]
     pyro-bbb uci --data-dir FOLDER [--splits 0 1 ...] [--methods bbb ...] [--epochs N] [--out DIR]
     pyro-bbb figures RUN_DIR [--out DIR] [--num-samples S]
+    pyro-bbb prior SPEC.toml [--out DIR] [--num-draws N] [--compare-sigmas 0.1 1 3]
+                   [--num-inputs N] [--set key=value ...]
 
 Every command takes ``--threads N`` (torch CPU threads).
 
@@ -26,6 +28,13 @@ that applies (default into RUN_DIR/figures): classification: reliability diagram
 histograms (correct vs wrong), the most uncertain test images (image data), the log-SNR
 histogram; regression: the predictive band (1-D inputs) and uncertainty histograms; both: the
 training curves from history.json.
+
+``prior`` is a prior predictive check: it builds the spec's model (the data only give the input
+width, the inputs and, for scale, the training points) and writes ``prior_predictive.png``
+comparing the spec's prior with Gaussian priors N(0, σ²) of the ``--compare-sigmas``: functions
+f(x; w), w ~ prior, with their central 95% band for regression with 1-D inputs; histograms of the
+max class probability of single prior draws and of their mean over training inputs for
+classification. Nothing is trained.
 """
 
 from __future__ import annotations
@@ -57,6 +66,7 @@ from .config import (
 from .infer import NonFiniteLossError
 from .infer.distributed import is_main_process
 from .infer.fit import TrainingInterrupted
+from .plots import DEFAULT_PRIOR_SIGMAS
 
 __all__ = ["main", "build_parser"]
 
@@ -110,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "models/compare_toy.toml")
     cmp.add_argument("--methods", nargs="+", metavar="NAME",
                      help="methods to run (default: the spec's [compare] methods): "
-                     "nuts normal lowrank delta bbb deterministic dropout ensemble")
+                     "nuts normal lowrank delta bbb bbb_mixture deterministic dropout "
+                     "ensemble")
     cmp.add_argument("--out", type=Path, help="folder for comparison.csv/.json, bands.png and "
                      "meta.json (default runs/<name>-<YYYYmmdd-HHMMSS>)")
     cmp.add_argument("--num-samples", type=_positive_int, metavar="S",
@@ -148,6 +159,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="posterior draws for the predictions (default: the spec's "
                     "evaluation.num_samples)")
     _add_threads_option(fg)
+
+    pp = sub.add_parser("prior", help="prior predictive check: draw functions (1-D regression) or "
+                        "class probabilities (classification) from the spec's prior and from "
+                        "Gaussian priors; write prior_predictive.png")
+    pp.add_argument("spec", type=Path, help="experiment spec (TOML)")
+    pp.add_argument("--out", type=Path, metavar="DIR",
+                    help="folder for prior_predictive.png (default runs/<name>-prior-"
+                    "<YYYYmmdd-HHMMSS>; a file of the same name is replaced)")
+    pp.add_argument("--num-draws", type=_positive_int, metavar="N",
+                    help="prior draws per model: functions drawn (default 20; the band uses at "
+                    "least 1000) or networks per input (default 50)")
+    pp.add_argument("--compare-sigmas", type=_positive_float, nargs="*", metavar="SIGMA",
+                    help="σ of the Gaussian priors N(0, σ²) shown beside the spec's prior "
+                    f"(default {' '.join(f'{s:g}' for s in DEFAULT_PRIOR_SIGMAS)}; none: only the "
+                    "spec's prior)")
+    pp.add_argument("--num-inputs", type=_positive_int, default=500, metavar="N",
+                    help="classification: the first N training inputs (500)")
+    _add_config_options(pp)
+    _add_threads_option(pp)
     return parser
 
 
@@ -161,6 +191,16 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -245,8 +285,10 @@ def _announce_resume(name: str, out: Path) -> None:
 
 class _StopOnSignal:
     """Context manager and ``stop()`` callable: SIGINT / SIGTERM set a flag that ``fit`` polls
-    after every step, so training stops at a step boundary with a checkpoint. A second signal
-    raises KeyboardInterrupt at once. Outside the main thread it installs nothing."""
+    after every step, so training stops at a step boundary with a checkpoint. A second SIGINT
+    (Ctrl-C again) raises KeyboardInterrupt at once; a repeated SIGTERM is ignored, since
+    schedulers and torchrun may send it to a process that is already stopping. Outside the main
+    thread it installs nothing."""
 
     SIGNALS = ("SIGINT", "SIGTERM")
 
@@ -259,11 +301,15 @@ class _StopOnSignal:
 
     def _handle(self, signum, frame) -> None:
         if self.signal is not None:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
         self.signal = signum
-        # os.write: safe inside a signal handler, unlike print (tqdm may be writing to stderr)
-        os.write(2, b"\nstopping at the next training step and saving a checkpoint "
-                    b"(Ctrl-C again to abort now)\n")
+        # os.write: safe inside a signal handler, unlike print (tqdm may be writing to stderr);
+        # under torchrun every rank gets the signal and only rank 0 says so
+        if is_main_process():
+            os.write(2, b"\nstopping at the next training step and saving a checkpoint "
+                        b"(Ctrl-C again to abort now)\n")
 
     def __enter__(self) -> _StopOnSignal:
         if threading.current_thread() is threading.main_thread():
@@ -295,6 +341,8 @@ def _resume_command(out: Path, args) -> str:
 
 def _print_resume_hint(out: Path, args, what: str) -> None:
     checkpoint = out / "checkpoint.pt"
+    if not is_main_process():  # under torchrun rank 0 alone reports (and saves)
+        return
     if checkpoint.exists():
         print(f"{what}; the run folder {out} keeps its last checkpoint ({checkpoint}). Resume "
               f"with:\n  {_resume_command(out, args)}", file=sys.stderr)
@@ -306,9 +354,10 @@ def _print_resume_hint(out: Path, args, what: str) -> None:
 def _interrupted(err: TrainingInterrupted, signum: int | None, out: Path, args) -> int:
     name = signal.Signals(signum).name if signum is not None else "a stop request"
     state = err.state
-    print(f"interrupted by {name}: saved a checkpoint after step {state.step} (epoch "
-          f"{state.epoch}, minibatch {state.batch}) to {out / 'checkpoint.pt'}. Resume with:\n"
-          f"  {_resume_command(out, args)}", file=sys.stderr)
+    if is_main_process():  # under torchrun every rank stops; rank 0 alone saved and reports
+        print(f"interrupted by {name}: saved a checkpoint after step {state.step} (epoch "
+              f"{state.epoch}, minibatch {state.batch}) to {out / 'checkpoint.pt'}. Resume "
+              f"with:\n  {_resume_command(out, args)}", file=sys.stderr)
     return 128 + (signum if signum is not None else signal.SIGINT)
 
 
@@ -416,6 +465,9 @@ def _compare(args) -> int:
     table = comparison.table
     out.mkdir(parents=True, exist_ok=True)
     files = write_table(table, out)
+    if comparison.loo is not None:
+        loo_files = write_table(comparison.loo, out, stem="loo_compare")
+        files.update({f"loo_{kind}": path for kind, path in loo_files.items()})
     if model.input_size == 1 and config.data.task == "regression":
         xs = torch.cat([data.x_train[:, 0], data.x_test[:, 0]])
         grid = torch.linspace(float(xs.min()), float(xs.max()), 300)[:, None]
@@ -429,6 +481,9 @@ def _compare(args) -> int:
     (out / "meta.json").write_text(json.dumps(json_safe(meta), indent=2) + "\n")
     text = table.to_string(float_format=lambda v: f"{v:.4g}")
     print(text)
+    if comparison.loo is not None:
+        print("PSIS-LOO on the training data (az.compare):")
+        print(comparison.loo.to_string(float_format=lambda v: f"{v:.4g}"))
     print(f"total {seconds:.1f} s; wrote {', '.join(sorted(p.name for p in files.values()))}, "
           f"meta.json to {out}")
     return 0
@@ -549,8 +604,45 @@ def _figures(args) -> int:
     return 0
 
 
+def _prior(args) -> int:
+    from . import plots
+    from .experiment import build_model, load_data, new_run_dir
+
+    config = _config(args.spec, args.overrides)
+    task = config.data.task
+    data = load_data(config)
+    model = build_model(config, data.x_train.shape[1])
+    if task == "regression" and model.input_size != 1:
+        raise ValueError(f"the prior predictive plot of a regression spec needs 1-D inputs; "
+                         f"{config.name} has {model.input_size} input features")
+    sigmas = DEFAULT_PRIOR_SIGMAS if args.compare_sigmas is None else args.compare_sigmas
+    models = plots.prior_variants(model, sigmas)
+    out = args.out if args.out is not None else new_run_dir(f"{config.name}-prior")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output folder {out} exists and is not a folder")
+    units = "" if data.standardizer is None else " (standardised units)"
+    print(f"prior predictive of {config.name} ({model!r}): {', '.join(models)}", flush=True)
+    if task == "regression":
+        xs = torch.cat([data.x_train[:, 0], data.x_test[:, 0]])
+        grid = torch.linspace(float(xs.min()), float(xs.max()), 200)
+        num_draws = args.num_draws or 20
+        fig = plots.prior_predictive_functions(
+            models, grid, num_draws, seed=config.seed, data=(data.x_train, data.y_train),
+            title=f"{config.name}: {num_draws} functions per prior{units}")
+    else:
+        x = data.x_train[: args.num_inputs]
+        num_draws = args.num_draws or 50
+        fig = plots.prior_class_probabilities(
+            models, x, num_draws, seed=config.seed,
+            title=f"{config.name}: max class probability of {num_draws} prior draws × "
+            f"{x.shape[0]} training inputs (dotted: uniform)")
+    out.mkdir(parents=True, exist_ok=True)
+    print(plots.save_figure(fig, out / "prior_predictive.png"))
+    return 0
+
+
 _COMMANDS = {"run": _run, "evaluate": _evaluate, "predict": _predict, "compare": _compare,
-             "uci": _uci, "figures": _figures}
+             "uci": _uci, "figures": _figures, "prior": _prior}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

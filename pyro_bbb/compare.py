@@ -13,6 +13,21 @@ both             std_inside / std_outside: mean predictive std (regression) or p
                  ratio; train_seconds, predict_seconds; divergences (NUTS; NaN for others);
                  fs_r_hat: function-space R-hat over the test inputs (methods with ≥ 2 chains,
                  i.e. NUTS; NaN for others); num_samples
+PSIS-LOO         elpd_loo, elpd_loo_se, p_loo, pareto_k_over_0.7 (share of training points whose
+                 Pareto k exceeds 0.7): ArviZ's ``az.loo`` on each method's log p(y_n | x_n, w_s)
+                 for every draw s and *training* point n (see ``psis_loo``)
+
+``run_comparison`` also returns ``Comparison.loo``, ArviZ's ``az.compare`` table over the methods
+(rank, elpd_loo, p_loo, elpd_diff, weight (stacking), se, dse, warning, scale), best first, and
+``Comparison.elpd``, each method's ``ELPDData``. PSIS-LOO (Vehtari, Gelman & Gabry 2017)
+estimates elpd_loo = Σ_n log p(y_n | x_n, D₋ₙ) from one fit: p(y_n | D₋ₙ) ≈
+Σ_s r̃_ns p(y_n | w_s) / Σ_s r̃_ns with r_ns = 1 / p(y_n | w_s) Pareto-smoothed into r̃_ns.
+It judges the draws as a posterior for this model; it is an in-sample quantity on the training
+data, complementary to the held-out test log-likelihood. Read it with the diagnostics: k > 0.7
+means the importance ratios are too heavy-tailed for that point (always the case for the 5 draws
+of a small ensemble), and a repeated point (delta, deterministic) gets the plug-in
+Σ_n log p(y_n | x_n, ŵ) with p_loo = 0 and k reported as NaN: its in-sample fit, optimistic next
+to the other methods (see ``psis_loo``).
 
 A spec file for ``pyro-bbb compare`` is an experiment spec (see ``config``) plus a ``[compare]``
 table: ``methods`` (list of names), ``num_samples`` and one sub-table of keyword options per
@@ -25,6 +40,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +56,7 @@ from .predict import log_likelihood, posterior_predictive
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
+    from arviz import ELPDData
     from matplotlib.figure import Figure
 
     from .config import ExperimentConfig
@@ -55,6 +72,8 @@ __all__ = [
     "compare",
     "run_comparison",
     "evaluate_draws",
+    "psis_loo",
+    "loo_compare",
     "bands_figure",
     "write_table",
     "load_compare_spec",
@@ -66,11 +85,15 @@ DEFAULT_METHODS = ("bbb", "nuts", "normal", "delta", "dropout", "ensemble")
 
 @dataclass
 class Comparison:
-    """The table (one row per method, indexed by method name) and each method's result."""
+    """The table (one row per method, indexed by method name), each method's result, and the
+    PSIS-LOO comparison: ``loo`` is ``az.compare``'s table (None when LOO was not computed),
+    ``elpd`` each method's ``az.loo`` result (with pointwise values)."""
 
     table: pandas.DataFrame
     results: dict[str, MethodResult]
     model: Any
+    loo: pandas.DataFrame | None = None
+    elpd: dict[str, ELPDData] = field(default_factory=dict)
 
 
 def _model(model_or_factory):
@@ -149,6 +172,73 @@ def _fs_r_hat(model, result: MethodResult, x: torch.Tensor) -> float:
     return function_space_summary(model, result.draws, x, chains=chains).max_r_hat
 
 
+PARETO_K_THRESHOLD = 0.7  # above it PSIS is unreliable whatever the number of draws
+_PARETO_WARNING = "Estimated shape parameter of Pareto distribution"
+
+
+def _is_point(draws: Mapping[str, torch.Tensor]) -> bool:
+    """Whether every draw equals the first (a point estimate repeated)."""
+    return all(bool((v == v[:1]).all()) for v in draws.values())
+
+
+def psis_loo(model, draws: Mapping[str, torch.Tensor], x_train, y_train, *,
+             chains: int = 1) -> ELPDData:
+    """PSIS-LOO of one method's draws on its training data: ``az.loo(..., pointwise=True)``.
+
+    The log-likelihood matrix log p(y_n | x_n, w_s) comes from ``predict.log_likelihood`` through
+    ``diagnostics.to_inference_data`` (float64; draws split into ``chains`` chains of S/chains,
+    chain-major as MCMC draws are flattened), so ArviZ's relative efficiency uses the chains.
+
+    ArviZ warns when a Pareto k exceeds min(1 − 1/log10 S, 0.7). That is a real property of the
+    draws, not noise, and is kept in the returned object (``pareto_k``, ``warning``) and in the
+    comparison table (share of k > 0.7) instead of being printed once per method.
+
+    A repeated point (every draw identical: delta/MAP, deterministic) has equal importance ratios,
+    so its elpd_loo is exactly the plug-in log predictive Σ_n log p(y_n | x_n, ŵ) with p_loo = 0:
+    the in-sample fit, not an estimate of leave-one-out refitting, hence optimistic next to the
+    Bayesian methods (nothing is charged for fitting ŵ to the same points) and ranked high by
+    ``az.compare``. Pareto k is undefined there (ArviZ's fit to a constant tail returns inf): it
+    is set to NaN and ``warning`` to False.
+    """
+    from .diagnostics import _arviz, to_inference_data
+
+    az = _arviz()
+    idata = to_inference_data(model, draws, x_train, y_train, chains=chains,
+                              posterior_predictive=False)
+    with warnings.catch_warnings():
+        # Pareto-k warnings are recorded in the result (pareto_k, warning) and summarised in
+        # the comparison table; ignoring only that message here keeps one warning per method
+        # from flooding the output. Every other ArviZ warning passes through.
+        warnings.filterwarnings("ignore", message=_PARETO_WARNING, category=UserWarning)
+        elpd = az.loo(idata, pointwise=True)
+    if _is_point(draws):
+        elpd["pareto_k"] = elpd["pareto_k"] * math.nan
+        elpd["warning"] = False
+    return elpd
+
+
+def _loo_row(elpd: ELPDData) -> dict[str, float]:
+    k = elpd["pareto_k"].values
+    share = math.nan if k.size and all(map(math.isnan, k.ravel())) else float(
+        (k > PARETO_K_THRESHOLD).mean())
+    return {"elpd_loo": float(elpd["elpd_loo"]), "elpd_loo_se": float(elpd["se"]),
+            "p_loo": float(elpd["p_loo"]), f"pareto_k_over_{PARETO_K_THRESHOLD}": share}
+
+
+def loo_compare(elpd: Mapping[str, ELPDData], **compare_kwargs) -> pandas.DataFrame:
+    """``az.compare`` of the methods' PSIS-LOO results (best first; index named "method").
+
+    Columns: rank, elpd_loo, p_loo, elpd_diff (to the best), weight (stacking by default),
+    se, dse (standard error of the difference), warning, scale. ``compare_kwargs`` go to
+    ``az.compare`` (e.g. ``method="BB-pseudo-BMA"``).
+    """
+    from .diagnostics import _arviz
+
+    table = _arviz().compare(dict(elpd), ic="loo", **compare_kwargs)
+    table.index.name = "method"
+    return table
+
+
 def run_comparison(
     model_or_factory,
     x_train,
@@ -165,6 +255,7 @@ def run_comparison(
     seed: int = 0,
     r_hat_points: int = 50,
     on_result: Callable[[str, dict[str, float]], None] | None = None,
+    loo: bool = True,
 ) -> Comparison:
     """Run ``methods`` on the same model and data; return the table and every method's draws.
 
@@ -172,7 +263,10 @@ def run_comparison(
     ``num_samples`` (when given) is passed to every method that draws samples. ``x_outside``
     defaults to the test inputs outside the training inputs' bounding box. Function-space
     R-hat uses at most ``r_hat_points`` evenly spaced test inputs. ``on_result(name, row)`` is
-    called after each method (e.g. to report progress).
+    called after each method (e.g. to report progress). With ``loo`` (needs ArviZ), every method
+    also gets PSIS-LOO columns on the training data (``psis_loo``, using the method's chains) and
+    ``Comparison.loo`` is ``az.compare`` across methods; deterministic methods get the plug-in
+    log predictive (see the module docstring).
     """
     model = _model(model_or_factory)
     x_train = as_features(x_train, model.input_size)
@@ -186,7 +280,7 @@ def run_comparison(
     unknown = [m for m in methods if m not in METHODS and m != "map"]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
-    rows, results = [], {}
+    rows, results, elpd = [], {}, {}
     stride = max(1, x_test.shape[0] // r_hat_points)
     for name in methods:
         kwargs = {"seed": seed, **dict(options.get(name, {}))}
@@ -201,13 +295,17 @@ def run_comparison(
                    divergences=float(result.extras.get("divergences", math.nan)),
                    fs_r_hat=_fs_r_hat(model, result, x_test[::stride]),
                    num_samples=result.num_samples)
+        if loo:
+            elpd[name] = psis_loo(model, result.draws, x_train, y_train,
+                                  chains=result.extras.get("num_chains", 1))
+            row.update(_loo_row(elpd[name]))
         rows.append(row)
         if on_result is not None:
             on_result(name, row)
     import pandas
 
     table = pandas.DataFrame(rows).set_index("method")
-    return Comparison(table, results, model)
+    return Comparison(table, results, model, loo_compare(elpd) if elpd else None, elpd)
 
 
 def compare(

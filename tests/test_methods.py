@@ -46,6 +46,9 @@ CASES = {
     "nuts": (dict(num_samples=300, warmup=200, num_chains=2), 0.3, 0.15),
     "normal": (dict(steps=2000, lr=0.02, num_samples=1000), 0.3, 0.25),
     "bbb": (dict(epochs=1000, batch_size=100, lr=0.01, num_samples=1000), 0.3, 0.25),
+    # σ1 = σ2 = 1: the scale mixture is N(0, 1) itself, so the exact posterior is the same
+    "bbb_mixture": (dict(epochs=1000, batch_size=100, lr=0.01, num_samples=1000, pi=0.3,
+                         sigma1=1.0, sigma2=1.0), 0.3, 0.25),
     "delta": (dict(steps=500, lr=0.05, num_samples=5), 0.15, None),
 }
 
@@ -116,8 +119,8 @@ def test_mc_dropout_and_ensemble_spread_on_toy():
 
 def test_registry_and_errors(conjugate):
     model, x, y, *_ = conjugate
-    assert {"nuts", "normal", "lowrank", "delta", "bbb", "deterministic", "dropout",
-            "ensemble"} <= set(METHODS)
+    assert {"nuts", "normal", "lowrank", "delta", "bbb", "bbb_mixture", "deterministic",
+            "dropout", "ensemble"} <= set(METHODS)
     with pytest.raises(ValueError, match="unknown method"):
         run_method("laplace", model, x, y)
     with pytest.raises(ValueError, match="hidden layer"):
@@ -125,6 +128,29 @@ def test_registry_and_errors(conjugate):
     lowrank = run_method("lowrank", model, x, y, steps=300, lr=0.05, num_samples=10)
     assert lowrank.draws["layer0.weight"].shape == (10, 1, 2)
     assert run_method("map", model, x, y, steps=5).name == "map"
+
+
+def test_bbb_mixture_rebuilds_the_model_with_the_scale_mixture_prior(conjugate):
+    """Only the prior changes. With σ1 = σ2 = 0.05 the mixture is N(0, 0.05²): the fit must match
+    that exact posterior (mean within 0.3 of its sd) and not the model's N(0, 1) one."""
+    from pyro_bbb.distributions import ScaleMixtureNormal
+
+    model, x, y, mean, _, _ = conjugate
+    result = run_method("bbb_mixture", model, x, y, epochs=1000, batch_size=100, lr=0.01,
+                        num_samples=1000, sigma1=0.05, sigma2=0.05)
+    rebuilt = result.extras["model"]
+    assert result.name == "bbb_mixture"
+    assert [type(p) for p in rebuilt.priors] == [ScaleMixtureNormal]
+    assert float(rebuilt.priors[0].sigma1) == pytest.approx(0.05)
+    assert float(rebuilt.priors[0].pi) == 0.5  # the library default
+    assert isinstance(model.priors[0], torch.distributions.Normal)  # the model is untouched
+    assert rebuilt.layer_sizes == model.layer_sizes and rebuilt.likelihood is model.likelihood
+    phi = torch.cat([x, torch.ones(x.shape[0], 1)], 1)
+    cov = torch.linalg.inv(torch.eye(3) / 0.05**2 + phi.T @ phi / NOISE**2)
+    narrow_mean, narrow_sd = cov @ phi.T @ y / NOISE**2, cov.diag().sqrt()
+    fitted = _flat(result.draws).mean(0)
+    assert ((fitted - narrow_mean) / narrow_sd).abs().max() < 0.3
+    assert ((mean - narrow_mean) / narrow_sd).abs().max() > 3  # the two priors are told apart
 
 
 def test_nuts_potential_matches_the_pyro_model():

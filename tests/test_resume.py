@@ -269,14 +269,16 @@ def test_sigint_saves_a_checkpoint_and_prints_the_resume_command(
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_first_signal_requests_a_stop_and_a_second_aborts(signum):
+def test_first_signal_requests_a_stop_and_a_second_ctrl_c_aborts(signum):
     previous = signal.getsignal(signum)
     with _StopOnSignal() as stop:
         assert not stop()
         signal.raise_signal(signum)
         assert stop() and stop.signal == signum
+        signal.raise_signal(signal.SIGTERM)  # a repeated SIGTERM (scheduler, torchrun): ignored
+        assert stop() and stop.signal == signum
         with pytest.raises(KeyboardInterrupt):
-            signal.raise_signal(signum)
+            signal.raise_signal(signal.SIGINT)
     assert signal.getsignal(signum) is previous
 
 

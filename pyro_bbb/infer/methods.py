@@ -11,7 +11,8 @@ nuts            NUTS (pyro.infer.MCMC), chains run one after another            
 normal          Pyro AutoNormal (mean field, a cross-check of our guide)            num_samples
 lowrank         Pyro AutoLowRankMultivariateNormal                                  num_samples
 delta / map     Pyro AutoDelta: MAP, the mode of p(w | D) ∝ p(D | w) p(w)           num_samples
-bbb             Bayes by Backprop: our MeanFieldGuide + fit                         num_samples
+bbb             Bayes by Backprop: our MeanFieldGuide + fit, the model's own prior  num_samples
+bbb_mixture     the same, the model rebuilt with the scale-mixture prior            num_samples
 deterministic   plain network, maximum likelihood (MSE / cross-entropy)             num_samples
 dropout         MC dropout (Gal & Ghahramani 2016)                                  num_samples
 ensemble        deep ensemble (Lakshminarayanan et al. 2017), one draw per member   num_members
@@ -47,9 +48,10 @@ from pyro.infer import MCMC, NUTS, SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoNormal
 from torch.distributions import biject_to
 
+from ..distributions import scale_mixture_prior
 from ..guide import MeanFieldGuide
 from ..inputs import as_features, as_targets
-from ..model import ACTIVATIONS, site_names
+from ..model import ACTIVATIONS, BayesianMLP, site_names
 from .fit import fit
 
 __all__ = [
@@ -60,6 +62,8 @@ __all__ = [
     "run_nuts",
     "run_autoguide",
     "run_bbb",
+    "run_bbb_mixture",
+    "with_prior",
     "run_deterministic",
     "run_mc_dropout",
     "run_ensemble",
@@ -321,6 +325,40 @@ def run_bbb(
     return MethodResult("bbb", draws, seconds, {"guide": guide, "final_loss": loss})
 
 
+def with_prior(model, prior) -> BayesianMLP:
+    """The same BayesianMLP (layer sizes, likelihood, activation) with ``prior`` on every layer.
+
+    The likelihood object is shared, so a learned-noise site keeps its own prior.
+    """
+    return BayesianMLP(model.layer_sizes, model.likelihood, prior, model.activation)
+
+
+def run_bbb_mixture(
+    model,
+    x,
+    y,
+    *,
+    pi: float = 0.5,
+    sigma1: float = 1.0,
+    sigma2: float = math.exp(-6),
+    **options,
+) -> MethodResult:
+    """Bayes by Backprop with Blundell et al.'s scale-mixture prior on every weight and bias,
+
+        p(w) = π N(w | 0, σ1²) + (1 − π) N(w | 0, σ2²)   (defaults π = ½, σ1 = 1, σ2 = e⁻⁶),
+
+    whatever prior ``model`` has: ``run_bbb`` on ``with_prior(model, ScaleMixtureNormal(π, σ1,
+    σ2))``. The prior does not enter the network or the likelihood, so the draws predict with
+    ``model`` itself. ``options`` are those of ``run_bbb``; ``extras["model"]`` is the rebuilt
+    model (the one whose ELBO was maximised).
+    """
+    mixture = with_prior(model, scale_mixture_prior(pi, sigma1, sigma2))
+    result = run_bbb(mixture, x, y, **options)
+    result.name = "bbb_mixture"
+    result.extras["model"] = mixture
+    return result
+
+
 # --------------------------------------------------------------------------- plain networks
 
 
@@ -508,6 +546,7 @@ METHODS: dict[str, Callable[..., MethodResult]] = {
     "lowrank": _autoguide_runner("lowrank"),
     "delta": _autoguide_runner("delta"),
     "bbb": run_bbb,
+    "bbb_mixture": run_bbb_mixture,
     "deterministic": run_deterministic,
     "dropout": run_mc_dropout,
     "ensemble": run_ensemble,
