@@ -1,7 +1,8 @@
 """Training-step and prediction speed, all methods measured in one run on one machine.
 
     python benchmarks/speed.py [--device auto] [--sizes 400 1200] [--batches 128 1024]
-                               [--repeats 7] [--steps 10] [--markdown]
+                               [--repeats 7] [--steps 10] [--markdown] [--only {all,memory}]
+                               [--memory-n 10000 40000] [--memory-chunks default 256 1024]
 
 Prints JSON: for each network 784-H-H-10 and batch size, the median over ``repeats`` of the mean
 ms per training step (forward, backward, Adam) over ``steps`` steps, after warm-up, with the
@@ -12,15 +13,40 @@ installed, blitz-bayesian-pytorch and bayesian-torch (``make bench`` installs bo
 step uses the scale-mixture prior (π=½, σ1=1, σ2=e⁻⁶; bayesian-torch supports only a Gaussian
 prior with an analytic KL) and one weight sample. Also: posterior-predictive time for S = 100
 samples over 10,000 inputs.
+
+Peak memory of prediction (key ``predictive_memory``; ``--only memory`` runs just this part, no
+timings): for 784-400-400-10 with S = 100 posterior draws, ``posterior_predictive`` over N inputs
+(each of ``--memory-n``) with each chunk size of ``--memory-chunks`` ("default" = the library's
+``default_chunk_size``), on the CPU, each in a fresh subprocess that does, in order:
+
+1. build the model and guide, the inputs ``x`` (N × 784 float32) and the S draws;
+2. warm up: one prediction on the first chunk of rows (one-time allocator / BLAS set-up);
+3. ``gc.collect()``, reset the kernel's peak-RSS counter (``echo 5 > /proc/self/clear_refs``,
+   Linux ≥ 4.0), then read the baseline = ``resource.getrusage(RUSAGE_SELF).ru_maxrss``;
+4. the measured ``posterior_predictive`` call; peak = ``ru_maxrss`` again.
+
+``growth_MiB`` = peak − baseline: the extra resident memory of the call (activations of one chunk,
+softmax and entropies of that chunk, the O(N·C) result, the O(N·784)-byte finiteness mask of input
+validation), with model, guide, draws and data excluded. Where the peak counter cannot be reset
+(``peak_reset: false``, e.g. macOS) the baseline is the high-water mark of steps 1-2 and growth
+below it is invisible. ``unchunked_activations_MiB`` = S × N × 400 × 4 bytes, the size of one
+hidden activation if all N inputs went through at once; ``chunk_activation_MiB`` = S × chunk ×
+400 × 4 bytes. Growth that rises with N at a fixed chunk size is glibc keeping freed heap
+memory: the per-chunk results that stay alive fragment the heap (``malloc_trim(0)`` after the
+call returns RSS to the baseline; a forward pass that keeps no results does not grow).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import math
+import os
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -196,6 +222,82 @@ def predictive_ms(device, repeats: int) -> float:
     return time_interleaved(step, device, repeats, 1)["predict"]
 
 
+MEMORY_NET = [784, 400, 400, 10]
+MEMORY_SAMPLES = 100
+
+
+def _maxrss_bytes() -> int:
+    """ru_maxrss of this process in bytes (Linux reports KiB, macOS bytes)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's high-water mark of this process's RSS (Linux ≥ 4.0); False if not."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def predictive_memory_child(num_inputs: int, chunk_size: int | None) -> dict:
+    """One measurement (run in a fresh process, see the module docstring): bytes, seconds."""
+    from pyro_bbb.predict import default_chunk_size
+
+    pyro.set_rng_seed(0)
+    model, guide = pyro_bbb_model(MEMORY_NET, torch.device("cpu"))
+    x = torch.rand(num_inputs, MEMORY_NET[0])
+    draws = guide.sample_posterior(MEMORY_SAMPLES)
+    chunk = chunk_size or default_chunk_size(MEMORY_SAMPLES, max(MEMORY_NET))
+    bbb.posterior_predictive(model, draws, x[:chunk], chunk_size=chunk_size)  # warm-up
+    gc.collect()
+    reset = _reset_peak_rss()
+    baseline = _maxrss_bytes()
+    start = time.perf_counter()
+    pred = bbb.posterior_predictive(model, draws, x, chunk_size=chunk_size)
+    seconds = time.perf_counter() - start
+    peak = _maxrss_bytes()
+    output = sum(v.numel() * v.element_size() for v in vars(pred).values() if torch.is_tensor(v))
+    return {"chunk_rows": chunk, "baseline": baseline, "peak": peak, "peak_reset": reset,
+            "output": output, "seconds": seconds}
+
+
+def predictive_memory(num_inputs: list[int], chunks: list[str]) -> dict:
+    """Peak-RSS growth of posterior_predictive, one fresh subprocess per (N, chunk size)."""
+    mib = 2.0**-20
+    runs = []
+    for n in num_inputs:
+        for chunk in chunks:
+            child = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--memory-child", str(n), chunk],
+                check=True, capture_output=True, text=True)
+            r = json.loads(child.stdout.strip().splitlines()[-1])
+            width = max(MEMORY_NET[1:-1])
+            runs.append({
+                "N": n, "chunk_size": chunk, "chunk_rows": r["chunk_rows"],
+                "baseline_MiB": round(r["baseline"] * mib, 1),
+                "peak_MiB": round(r["peak"] * mib, 1),
+                "growth_MiB": round((r["peak"] - r["baseline"]) * mib, 1),
+                "chunk_activation_MiB": round(
+                    MEMORY_SAMPLES * r["chunk_rows"] * width * 4 * mib, 1),
+                "unchunked_activations_MiB": round(MEMORY_SAMPLES * n * width * 4 * mib, 1),
+                "output_MiB": round(r["output"] * mib, 2),
+                "peak_reset": r["peak_reset"],
+                "seconds": round(r["seconds"], 2),
+            })
+            print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
+    return {
+        "net": "-".join(map(str, MEMORY_NET)), "S": MEMORY_SAMPLES, "device": "cpu",
+        "measured": "per run, a fresh subprocess; growth = ru_maxrss after the "
+                    "posterior_predictive call minus ru_maxrss after building model, guide, "
+                    "inputs and draws and a warm-up call, with the peak counter reset "
+                    "(/proc/self/clear_refs) right before the baseline; see benchmarks/speed.py",
+        "runs": runs,
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -204,8 +306,32 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--markdown", action="store_true", help="also print a table to stderr")
+    parser.add_argument("--only", choices=["all", "memory"], default="all",
+                        help="'memory': only the predictive peak-memory part (no timings)")
+    parser.add_argument("--memory-n", type=int, nargs="+", default=[10_000, 40_000])
+    parser.add_argument("--memory-chunks", nargs="+", default=["default", "256", "1024"],
+                        help="chunk sizes for the memory part; 'default' = default_chunk_size")
+    parser.add_argument("--memory-child", nargs=2, metavar=("N", "CHUNK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_child:
+        n, chunk = args.memory_child
+        with pyro.validation_enabled(False):
+            r = predictive_memory_child(int(n), None if chunk == "default" else int(chunk))
+        print(json.dumps(r))
+        return 0
+    for chunk in args.memory_chunks:
+        if chunk != "default" and not (chunk.isdigit() and int(chunk) > 0):
+            parser.error(f"--memory-chunks: 'default' or a positive int, got {chunk!r}")
     device = resolve_device(args.device)
+    if args.only == "memory":
+        memory = predictive_memory(args.memory_n, args.memory_chunks)
+        report = {"date": datetime.date.today().isoformat(),
+                  "hardware": hardware_string("cpu"), "torch": torch.__version__,
+                  "threads": torch.get_num_threads(), "predictive_memory": memory}
+        print(json.dumps(report, indent=2))
+        if args.markdown:
+            print(memory_markdown(memory), file=sys.stderr)
+        return 0
     pyro.set_rng_seed(0)
     results = []
     with pyro.validation_enabled(False):
@@ -229,6 +355,7 @@ def main(argv=None) -> int:
                                     "x_deterministic": round(ms / baseline, 2)})
                     print(json.dumps(results[-1]), file=sys.stderr, flush=True)
         predictive = predictive_ms(device, max(3, args.repeats // 2))
+    memory = predictive_memory(args.memory_n, args.memory_chunks)
     report = {
         "date": datetime.date.today().isoformat(),
         "hardware": hardware_string(device),
@@ -236,10 +363,12 @@ def main(argv=None) -> int:
         "threads": torch.get_num_threads(),
         "train_step": results,
         "posterior_predictive_S100_N10000_784-400-400-10_ms": round(predictive, 1),
+        "predictive_memory": memory,
     }
     print(json.dumps(report, indent=2))
     if args.markdown:
         print(markdown(results), file=sys.stderr)
+        print("\n" + memory_markdown(memory), file=sys.stderr)
     return 0
 
 
@@ -249,6 +378,20 @@ def markdown(results) -> str:
         if "ms_per_step" in r:
             lines.append(f"| {r['net']} | {r['batch']} | {r['method']} | {r['ms_per_step']:.2f} "
                          f"| {r['x_deterministic']:.2f} |")
+    return "\n".join(lines)
+
+
+
+def memory_markdown(memory: dict) -> str:
+    lines = [f"Peak memory of posterior_predictive, {memory['net']}, S = {memory['S']} (CPU, "
+             "growth of peak RSS over the state after building model, draws and data):", "",
+             "| N | chunk size | rows / chunk | peak growth (MiB) | one chunk's 400-wide "
+             "activation (MiB) | unchunked S × N × 400 activation (MiB) | result (MiB) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in memory["runs"]:
+        lines.append(f"| {r['N']:,} | {r['chunk_size']} | {r['chunk_rows']} | "
+                     f"{r['growth_MiB']:.1f} | {r['chunk_activation_MiB']:.1f} | "
+                     f"{r['unchunked_activations_MiB']:,.0f} | {r['output_MiB']:.2f} |")
     return "\n".join(lines)
 
 

@@ -32,16 +32,32 @@ def _num_samples(samples: Mapping[str, torch.Tensor]) -> int:
 
 
 def _chunks(model, samples, x: torch.Tensor, chunk_size: int | None, fn: Callable):
-    """Apply fn(outputs, samples, rows) per chunk of rows and return the list of results."""
+    """Yield (fn(network outputs of the chunk, rows), rows) for consecutive chunks of rows."""
     num_samples = _num_samples(samples)
     device = next(iter(samples.values())).device
-    chunk_size = chunk_size or default_chunk_size(num_samples, max(model.layer_sizes))
-    results = []
+    if chunk_size is None:
+        chunk_size = default_chunk_size(num_samples, max(model.layer_sizes))
+    elif not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    if x.shape[0] == 0:
+        raise ValueError("no inputs to predict for (x has 0 rows)")
     with torch.no_grad():
         for start in range(0, x.shape[0], chunk_size):
             rows = slice(start, start + chunk_size)
-            results.append(fn(model.network(x[rows].to(device), samples), rows))
-    return results
+            yield fn(model.network(x[rows].to(device), samples), rows), rows
+
+
+def _into(out: torch.Tensor | None, part: torch.Tensor, rows: slice, total: int, dim: int
+          ) -> torch.Tensor:
+    """Write a chunk's rows into the full-size output, allocated once from the first chunk (one
+    allocation instead of a list of chunks joined at the end: freed chunks no longer fragment
+    the heap, so peak memory does not grow with N)."""
+    if out is None:
+        shape = list(part.shape)
+        shape[dim] = total
+        out = part.new_empty(shape)
+    out.narrow(dim, rows.start, part.shape[dim]).copy_(part)
+    return out
 
 
 def posterior_predictive(
@@ -61,14 +77,14 @@ def posterior_predictive(
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     x = as_features(x, model.input_size)
-    parts = _chunks(model, samples, x, chunk_size,
-                    lambda f, rows: model.likelihood.summarize(f, samples, level))
-    first = parts[0]
-    joined = {
-        f.name: torch.cat([getattr(p, f.name) for p in parts])
-        if torch.is_tensor(getattr(first, f.name)) else getattr(first, f.name)
-        for f in fields(first)
-    }
+    first, joined = None, {}
+    for part, rows in _chunks(model, samples, x, chunk_size,
+                              lambda f, rows: model.likelihood.summarize(f, samples, level)):
+        first = first or part
+        for f in fields(part):
+            value = getattr(part, f.name)
+            joined[f.name] = (_into(joined.get(f.name), value, rows, x.shape[0], 0)
+                              if torch.is_tensor(value) else value)
     return type(first)(**joined)
 
 
@@ -79,9 +95,12 @@ def log_likelihood(
     x = as_features(x, model.input_size)
     y = as_targets(y, model.likelihood, x.shape[0])
     device = next(iter(samples.values())).device
-    parts = _chunks(model, samples, x, chunk_size,
-                    lambda f, rows: model.likelihood.log_prob(f, y[rows].to(device), samples))
-    return torch.cat(parts, dim=-1)
+    out = None
+    for part, rows in _chunks(model, samples, x, chunk_size,
+                              lambda f, rows: model.likelihood.log_prob(f, y[rows].to(device),
+                                                                        samples)):
+        out = _into(out, part, rows, x.shape[0], -1)
+    return out
 
 
 def predict(

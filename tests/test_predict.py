@@ -1,9 +1,12 @@
 """Posterior predictive: chunking, the uncertainty split, intervals, per-point log-likelihoods."""
 
+import dataclasses
 import math
+import sys
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from pyro_bbb import (
     BayesianMLP,
@@ -17,6 +20,9 @@ from pyro_bbb import (
 )
 from pyro_bbb.likelihoods import mixture_quantile
 from pyro_bbb.predict import default_chunk_size
+
+# the module, not the function pyro_bbb.predict that shadows it as a package attribute
+predict_module = sys.modules[default_chunk_size.__module__]
 
 
 def classifier(init_rho=-1.0):
@@ -122,3 +128,116 @@ def test_predict_rejects_bad_input():
         draws = guide.sample_posterior(4)
         draws["layer0.bias"] = draws["layer0.bias"][:2]
         posterior_predictive(model, draws, torch.randn(3, 4))
+
+
+class _AllocationSpy(TorchDispatchMode):
+    """Records (aten op, output shape) of every tensor an op allocates (views allocate nothing).
+
+    A dispatch mode sees the aten ops that composite ops such as matmul decompose into, so a
+    materialised broadcast or an (S, N, width) activation anywhere in the call cannot hide.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.allocated: list[tuple[str, tuple[int, ...]]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not func.is_view:
+            flat = out if isinstance(out, (tuple, list)) else (out,)
+            self.allocated += [(str(func), tuple(t.shape)) for t in flat if torch.is_tensor(t)]
+        return out
+
+
+def _spied(model, call):
+    """Run call() counting the rows of every network forward and recording every allocation."""
+    rows, spy, original = [], _AllocationSpy(), model.network
+    model.network = lambda x, params: rows.append(x.shape[0]) or original(x, params)
+    try:
+        with spy:
+            result = call()
+    finally:
+        model.network = original
+    return result, rows, spy.allocated
+
+
+def _largest(allocated, exempt=lambda op, shape: False) -> int:
+    return max(math.prod(shape) for op, shape in allocated if not exempt(op, shape))
+
+
+# S draws over N inputs, N ≫ chunk, S > input width so that any per-(draw, point) tensor (S·N
+# elements) is larger than anything allowed below, and S·N ≫ S·chunk·widest.
+S, N, CHUNK, HIDDEN = 32, 403, 10, 16
+
+
+@pytest.mark.parametrize("kind", ["classification", "regression"])
+def test_peak_memory_is_bounded_by_the_chunk_not_by_s_times_n(kind):
+    if kind == "classification":
+        model = BayesianMLP([4, HIDDEN, HIDDEN, 3], Categorical(3))
+        y = torch.randint(0, 3, (N,))
+    else:  # learned noise: the extra latent goes through the same chunks
+        model = BayesianMLP([4, HIDDEN, HIDDEN, 1], Gaussian())
+        y = torch.randn(N)
+    guide = MeanFieldGuide(model, init_rho=-1.0)
+    draws = guide.sample_posterior(S)
+    x = torch.randn(N, 4)
+    widest = max(model.layer_sizes)
+    per_chunk = S * CHUNK * widest  # the documented bound on any intermediate
+    # O(N) tensors with no sample dim are allowed: input validation (N × d_0) and the summary
+    # (N × d_L); neither grows with S.
+    per_point = N * max(model.layer_sizes[0], model.layer_sizes[-1])
+    bound = max(per_chunk, per_point)
+    assert bound < S * N  # so a single (S, N) tensor would already break the bound
+
+    whole, whole_rows, whole_alloc = _spied(
+        model, lambda: posterior_predictive(model, draws, x, chunk_size=N))
+    chunked, rows, alloc = _spied(
+        model, lambda: posterior_predictive(model, draws, x, chunk_size=CHUNK))
+    assert whole_rows == [N]
+    assert rows == [CHUNK] * (N // CHUNK) + [N % CHUNK] and max(rows) <= CHUNK
+    # the spy sees the activations: unchunked, the hidden activations are S × N × HIDDEN
+    assert _largest(whole_alloc) >= S * N * HIDDEN
+    assert _largest(alloc) <= bound, sorted(alloc, key=lambda a: -math.prod(a[1]))[:3]
+    for name in (f.name for f in dataclasses.fields(whole)):
+        a, b = getattr(chunked, name), getattr(whole, name)
+        if torch.is_tensor(a):
+            assert a.shape[0] == N
+            torch.testing.assert_close(a, b)
+        else:
+            assert a == b
+
+    whole_ll, whole_rows, whole_alloc = _spied(
+        model, lambda: log_likelihood(model, draws, x, y, chunk_size=N + 5))
+    ll, rows, alloc = _spied(model, lambda: log_likelihood(model, draws, x, y, chunk_size=CHUNK))
+    assert whole_rows == [N] and max(rows) <= CHUNK and sum(rows) == N
+    assert _largest(whole_alloc) >= S * N * HIDDEN
+    # the (S, N) result itself, allocated once, is the only allocation allowed to scale with S × N
+    result = lambda op, shape: shape == (S, N)  # noqa: E731
+    assert sum(result(*a) for a in alloc) == 1
+    assert _largest(alloc, exempt=result) <= bound
+    assert ll.shape == (S, N)
+    torch.testing.assert_close(ll, whole_ll)
+
+
+def test_default_chunk_size_keeps_activations_under_the_budget(monkeypatch):
+    budget = predict_module._CHUNK_ELEMENTS
+    assert budget == 2**24  # the documented 64 MiB of float32 activations per chunk
+    for samples in (1, 10, 100, 1000):
+        for widest in (1, 10, 400, 784, 1200, 4096):
+            chunk = default_chunk_size(samples, widest)
+            assert chunk >= 1
+            if samples * widest <= budget:  # the largest chunk within the budget
+                assert samples * chunk * widest <= budget < samples * (chunk + 1) * widest
+    # the default is what posterior_predictive uses when chunk_size is not given: with a small
+    # budget, every forward sees at most budget // (S · widest) rows and nothing larger than the
+    # budget is allocated per chunk, input width included in "widest"
+    monkeypatch.setattr(predict_module, "_CHUNK_ELEMENTS", 4096)
+    model = BayesianMLP([4, HIDDEN, HIDDEN, 3], Categorical(3))
+    draws = MeanFieldGuide(model).sample_posterior(S)
+    x = torch.randn(N, 4)
+    chunk = 4096 // (S * HIDDEN)
+    pred, rows, alloc = _spied(model, lambda: posterior_predictive(model, draws, x))
+    assert rows == [chunk] * (N // chunk) + ([N % chunk] if N % chunk else [])
+    assert _largest(alloc) <= max(4096, N * 4)
+    torch.testing.assert_close(pred.probs,
+                               posterior_predictive(model, draws, x, chunk_size=N).probs)
