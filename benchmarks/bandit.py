@@ -9,6 +9,10 @@ seed all agents meet the same mushrooms and coins) and writes to DIR:
 
 * ``bandit_regret.png``: cumulative regret (log axis) against step, the mean over seeds per
   agent (bold) with each seed's curve faint (``--replot bandit.json`` redraws it);
+* ``bandit_action_rates.png``: how often each agent eats poisonous and edible mushrooms as the
+  run goes on, pooled over seeds in ``--bins`` blocks of steps (``pyro_bbb.bandit_plots.
+  action_rate_figure``, notebook 05's figure; the actions are not kept in the JSON, so
+  ``--replot`` does not redraw it);
 * ``bandit.json``: the curves at about ``--points`` steps (half log-, half evenly spaced), final
   regrets, wall time per agent, whether BBB's final regret is below every greedy/ε-greedy
   agent's for each seed (the issue's target), settings, hardware and date.
@@ -31,8 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyro_bbb.bandit_plots import regret_curve_figure, save_figure
-from pyro_bbb.bandits import ThompsonAgent, default_agents, run_experiment
+from pyro_bbb.bandit_plots import action_rate_figure, regret_curve_figure, save_figure
+from pyro_bbb.bandits import (
+    BanditRun,
+    ExperimentResult,
+    ThompsonAgent,
+    default_agents,
+    run_bandit,
+)
 from pyro_bbb.data.mushroom import NUM_MUSHROOM_FEATURES, load_mushroom
 from pyro_bbb.experiment import hardware_string, json_safe
 
@@ -61,6 +71,34 @@ def plot(t: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str) -
     save_figure(regret_curve_figure(t, curves, title), path, dpi=130)
 
 
+def play(data, steps: int, seeds, agents, progress: bool = False
+         ) -> tuple[ExperimentResult, dict[str, list[BanditRun]]]:
+    """``pyro_bbb.bandits.run_experiment`` (same agents, seeds, streams and order), also returning
+    every ``BanditRun`` (its actions feed ``action_rate_figure``)."""
+    seeds = [int(s) for s in seeds]
+    result = ExperimentResult(steps, seeds)
+    runs: dict[str, list[BanditRun]] = {}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps * len(seeds) * len(agents), unit="step", smoothing=0.05)
+    try:
+        for name, factory in agents.items():
+            runs[name] = []
+            for seed in seeds:
+                if bar is not None:
+                    bar.set_description(f"{name} seed {seed}")
+                runs[name].append(run_bandit(factory(seed), data, steps, seed,
+                                             progress=None if bar is None else bar.update))
+            result.cumulative_regret[name] = np.stack([r.cumulative_regret for r in runs[name]])
+            result.seconds[name] = [r.seconds for r in runs[name]]
+    finally:
+        if bar is not None:
+            bar.close()
+    return result, runs
+
+
 def thompson_defaults() -> dict:
     """ThompsonAgent's likelihood and guide settings (the benchmark uses its defaults)."""
     parameters = inspect.signature(ThompsonAgent).parameters
@@ -85,6 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--agents", nargs="+", default=None,
                         help="subset of: BBB, Greedy, '1%% Greedy', '5%% Greedy', Oracle")
     parser.add_argument("--points", type=int, default=1000, help="curve points kept in the JSON")
+    parser.add_argument("--bins", type=int, default=40,
+                        help="blocks of steps in bandit_action_rates.png (40)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--replot", metavar="JSON",
                         help="only redraw DIR/bandit_regret.png from a bandit.json")
@@ -110,8 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"unknown agents {sorted(unknown)}; choose from {list(agents)}")
         agents = {name: agents[name] for name in args.agents}
     start = time.perf_counter()
-    result = run_experiment(data, args.steps, args.seeds, agents,
-                            progress=not args.no_progress)
+    result, runs = play(data, args.steps, args.seeds, agents, progress=not args.no_progress)
     wall = time.perf_counter() - start
 
     final = result.final_regret()
@@ -147,7 +186,12 @@ def main(argv: list[str] | None = None) -> dict:
         json.dumps(json_safe({**summary, "curves": curves}), indent=1, allow_nan=False) + "\n")
     plot(grid, {k: v[:, grid - 1] for k, v in result.cumulative_regret.items()},
          out / "bandit_regret.png", plot_title(summary))
-    summary["outputs"] = [str(out / "bandit.json"), str(out / "bandit_regret.png")]
+    save_figure(action_rate_figure(runs, bins=min(args.bins, args.steps),
+                                   title=plot_title(summary).replace("Mushroom bandit",
+                                                                     "Action rates")),
+                out / "bandit_action_rates.png", dpi=130)
+    summary["outputs"] = [str(out / "bandit.json"), str(out / "bandit_regret.png"),
+                          str(out / "bandit_action_rates.png")]
     print(json.dumps(json_safe(summary), indent=2))
     return summary
 

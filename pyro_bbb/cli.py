@@ -9,6 +9,7 @@ the figures of a run, check what a spec's prior implies before fitting.
     pyro-bbb compare SPEC.toml [--methods bbb nuts ...] [--out DIR] [--set key=value ...]
     pyro-bbb uci --data-dir FOLDER [--splits 0 1 ...] [--methods bbb ...] [--epochs N] [--out DIR]
     pyro-bbb figures RUN_DIR [--out DIR] [--num-samples S]
+    pyro-bbb diagnose RUN_DIR [--out DIR] [--num-samples S] [--max-points N]
     pyro-bbb prior SPEC.toml [--out DIR] [--num-draws N] [--compare-sigmas 0.1 1 3]
                    [--num-inputs N] [--set key=value ...]
 
@@ -28,6 +29,16 @@ that applies (default into RUN_DIR/figures): classification: reliability diagram
 histograms (correct vs wrong), the most uncertain test images (image data), the log-SNR
 histogram; regression: the predictive band (1-D inputs) and uncertainty histograms; both: the
 training curves from history.json.
+
+``diagnose`` draws a run folder's posterior (and as many prior draws) and writes ArviZ figures on
+a random subset of at most ``--max-points`` (2000) training points (default into
+RUN_DIR/diagnostics): ppc.png (``az.plot_ppc`` of the prior and posterior predictive), posterior.png
+(``az.plot_posterior`` of a few output-layer weights), khat.png (``az.plot_khat`` of ``az.loo``);
+it prints the ``az.loo`` summary. In Python: ``diagnostic_plots.diagnostic_figures``.
+
+``compare`` writes comparison.csv/.json, loo_compare.csv/.json and loo_compare.png
+(``az.plot_compare``), bands.png (1-D regression) and, when a method ran ≥ 2 chains (NUTS),
+fs_rhat.png: the function-space R-hat of each test input's prediction across chains.
 
 ``prior`` is a prior predictive check: it builds the spec's model (the data only give the input
 width, the inputs and, for scale, the training points) and writes ``prior_predictive.png``
@@ -115,15 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads_option(pr)
 
     cmp = sub.add_parser("compare", help="compare inference methods on one spec's model and data; "
-                         "print the table and write CSV/JSON and a bands figure")
+                         "print the table and write CSV/JSON, a bands figure (1-D regression), "
+                         "the az.plot_compare figure and, for methods with ≥ 2 chains, the "
+                         "function-space R-hat figure")
     cmp.add_argument("spec", type=Path, help="comparison spec (TOML), e.g. "
                      "models/compare_toy.toml")
     cmp.add_argument("--methods", nargs="+", metavar="NAME",
                      help="methods to run (default: the spec's [compare] methods): "
                      "nuts normal lowrank delta bbb bbb_mixture deterministic dropout "
                      "ensemble")
-    cmp.add_argument("--out", type=Path, help="folder for comparison.csv/.json, bands.png and "
-                     "meta.json (default runs/<name>-<YYYYmmdd-HHMMSS>)")
+    cmp.add_argument("--out", type=Path, help="folder for comparison.csv/.json, "
+                     "loo_compare.csv/.json/.png, bands.png, fs_rhat.png and meta.json "
+                     "(default runs/<name>-<YYYYmmdd-HHMMSS>)")
     cmp.add_argument("--num-samples", type=_positive_int, metavar="S",
                      help="posterior draws per method (default: the spec's)")
     _add_config_options(cmp)
@@ -159,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="posterior draws for the predictions (default: the spec's "
                     "evaluation.num_samples)")
     _add_threads_option(fg)
+
+    dg = sub.add_parser("diagnose", help="ArviZ diagnostics of a run folder's posterior on its "
+                        "training data: ppc.png, posterior.png, khat.png and the az.loo summary")
+    dg.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                    help="run folder written by pyro-bbb run (checkpoint.pt with its spec)")
+    dg.add_argument("--out", type=Path, metavar="DIR",
+                    help="folder for the PNG files (default RUN_DIR/diagnostics; files of the "
+                    "same name are replaced)")
+    dg.add_argument("--num-samples", type=_positive_int, metavar="S",
+                    help="posterior (and prior) draws (default: the spec's "
+                    "evaluation.num_samples)")
+    dg.add_argument("--max-points", type=_positive_int, default=2000, metavar="N",
+                    help="use a random subset of at most N training points (2000), which keeps "
+                    "classification data sets fast")
+    _add_threads_option(dg)
 
     pp = sub.add_parser("prior", help="prior predictive check: draw functions (1-D regression) or "
                         "class probabilities (classification) from the spec's prior and from "
@@ -439,6 +468,8 @@ def _compare(args) -> int:
     from datetime import datetime, timezone
 
     from .compare import bands_figure, load_compare_spec, run_comparison, write_table
+    from .diagnostic_plots import function_space_rhat_figure, loo_compare_figure
+    from .diagnostics import function_space_summary
     from .experiment import build_model, hardware_string, json_safe, load_data, new_run_dir
     from .plots import save_figure
 
@@ -468,6 +499,19 @@ def _compare(args) -> int:
     if comparison.loo is not None:
         loo_files = write_table(comparison.loo, out, stem="loo_compare")
         files.update({f"loo_{kind}": path for kind, path in loo_files.items()})
+        files["loo_figure"] = save_figure(loo_compare_figure(comparison.loo),
+                                          out / "loo_compare.png")
+    chained = {name: result for name, result in comparison.results.items()
+               if result.extras.get("num_chains", 1) >= 2
+               and result.num_samples // result.extras["num_chains"] >= 4}
+    if chained:  # R-hat of f(x) across chains at (at most about 200 of) the test inputs
+        x_fs = data.x_test[:: max(1, data.x_test.shape[0] // 200)].cpu()
+        summaries = {name: function_space_summary(model, result.draws, x_fs,
+                                                  chains=result.extras["num_chains"])
+                     for name, result in chained.items()}
+        files["fs_rhat"] = save_figure(
+            function_space_rhat_figure(summaries, x_fs, x_train=data.x_train.cpu()),
+            out / "fs_rhat.png")
     if model.input_size == 1 and config.data.task == "regression":
         xs = torch.cat([data.x_train[:, 0], data.x_test[:, 0]])
         grid = torch.linspace(float(xs.min()), float(xs.max()), 300)[:, None]
@@ -532,28 +576,36 @@ def _uci(args) -> int:
 _SNR_PROPORTIONS = (0.5, 0.75, 0.95, 0.98)
 
 
+def _load_run(run_dir: Path):
+    """A run folder's spec, checkpoint (checked against the spec's model) and data."""
+    from .checkpoint import check_compatible
+    from .experiment import build_model, load_data, run_spec
+
+    config = run_spec(run_dir)  # FileNotFoundError for a missing folder or a non-run folder
+    if not (run_dir / "checkpoint.pt").is_file():
+        raise FileNotFoundError(f"{run_dir} has no checkpoint.pt (a run that has not saved one "
+                                "yet); finish or resume it first")
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    data = load_data(config)
+    check_compatible(checkpoint, build_model(config, data.x_train.shape[1]))
+    return config, checkpoint, data
+
+
 def _figures(args) -> int:
     from dataclasses import replace
 
     from . import plots
-    from .checkpoint import check_compatible
     from .data import FASHION_MNIST_CLASSES
-    from .experiment import build_model, evaluate, load_data, run_spec
+    from .experiment import evaluate
     from .likelihoods import ClassificationPrediction
     from .pruning import log_snr_histogram, snr_threshold
     from .pruning_plots import snr_histogram_figure
 
     run_dir = args.run_dir
-    config = run_spec(run_dir)  # FileNotFoundError for a missing folder or a non-run folder
-    if not (run_dir / "checkpoint.pt").is_file():
-        raise FileNotFoundError(f"{run_dir} has no checkpoint.pt (a run that has not saved one "
-                                "yet); finish or resume it first")
+    config, checkpoint, data = _load_run(run_dir)
     if args.num_samples:
         config = replace(config, evaluation=replace(config.evaluation,
                                                     num_samples=args.num_samples))
-    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
-    data = load_data(config)
-    check_compatible(checkpoint, build_model(config, data.x_train.shape[1]))
     model, guide = checkpoint.model, checkpoint.guide
     history = None
     if (run_dir / "history.json").is_file():
@@ -641,8 +693,39 @@ def _prior(args) -> int:
     return 0
 
 
+def _diagnose(args) -> int:
+    from .diagnostic_plots import diagnostic_figures
+    from .diagnostics import sample_prior
+
+    run_dir = args.run_dir
+    config, checkpoint, data = _load_run(run_dir)
+    num_samples = args.num_samples or config.evaluation.num_samples
+    model, guide = checkpoint.model, checkpoint.guide
+    x, y = data.x_train.cpu(), data.y_train.cpu()
+    if x.shape[0] > args.max_points:
+        generator = torch.Generator().manual_seed(config.seed)
+        keep = torch.randperm(x.shape[0], generator=generator)[: args.max_points].sort().values
+        x, y = x[keep], y[keep]
+    out = args.out if args.out is not None else run_dir / "diagnostics"
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output folder {out} exists and is not a folder")
+    print(f"diagnosing {config.name} from {run_dir}: {num_samples} posterior draws on "
+          f"{x.shape[0]} training points", flush=True)
+    generator = torch.Generator().manual_seed(config.seed)  # checkpoints load on the CPU
+    with torch.no_grad():
+        draws = {k: v.detach().cpu() for k, v in
+                 guide.sample_posterior(num_samples, generator=generator).items()}
+    result = diagnostic_figures(model, draws, x, y, out,
+                                prior_draws=sample_prior(model, num_samples, seed=config.seed),
+                                seed=config.seed, name=config.name)
+    print(result.loo)
+    for path in result.files.values():
+        print(path)
+    return 0
+
+
 _COMMANDS = {"run": _run, "evaluate": _evaluate, "predict": _predict, "compare": _compare,
-             "uci": _uci, "figures": _figures, "prior": _prior}
+             "uci": _uci, "figures": _figures, "prior": _prior, "diagnose": _diagnose}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,3 +27,16 @@ def shared_data() -> Path:
     """../shared/data beside the repository, or $PYRO_BBB_DATA."""
     root = os.environ.get("PYRO_BBB_DATA")
     return Path(root) if root else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory) -> Path:
+    """A finished ``pyro-bbb run models/toy_regression.toml --smoke`` folder, shared by the
+    tests that draw figures from a run (they write only into subfolders of it)."""
+    from pyro_bbb.cli import main
+
+    out = tmp_path_factory.mktemp("toy") / "run"
+    models = Path(__file__).resolve().parents[1] / "models"
+    assert main(["run", str(models / "toy_regression.toml"), "--smoke", "--out", str(out),
+                 "--no-progress"]) == 0
+    return out

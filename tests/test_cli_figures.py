@@ -22,15 +22,6 @@ def _no_data_env(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def toy_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("toy") / "run"
-    argv = ["run", str(MODELS / "toy_regression.toml"), "--smoke", "--out", str(out),
-            "--no-progress"]
-    assert main(argv) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
 def fashion_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("fashion") / "run"
     argv = ["run", str(MODELS / "fashion_mnist.toml"), "--smoke", "--out", str(out),

@@ -233,8 +233,9 @@ def test_compare_spec_and_cli(tmp_path, capsys):
     small.write_text(
         'name = "tiny"\n[data]\nkind = "toy_regression"\nnum_points = 20\nnum_test = 30\n'
         '[network]\nhidden_sizes = [4]\n[likelihood]\nkind = "gaussian"\nnoise = 0.05\n'
-        '[compare]\nmethods = ["deterministic", "delta"]\nnum_samples = 5\n'
-        '[compare.deterministic]\nepochs = 20\n[compare.delta]\nsteps = 20\n')
+        '[compare]\nmethods = ["deterministic", "delta", "nuts"]\nnum_samples = 8\n'
+        '[compare.deterministic]\nepochs = 20\n[compare.delta]\nsteps = 20\n'
+        '[compare.nuts]\nnum_samples = 8\nwarmup = 8\nnum_chains = 2\nmax_tree_depth = 3\n')
     out = tmp_path / "out"
     assert main(["compare", str(small), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -242,10 +243,13 @@ def test_compare_spec_and_cli(tmp_path, capsys):
     assert "elpd_loo" in printed and "elpd_diff" in printed
     assert {p.name for p in out.iterdir()} == {"comparison.csv", "comparison.json", "bands.png",
                                                "loo_compare.csv", "loo_compare.json",
-                                               "meta.json"}
+                                               "loo_compare.png", "fs_rhat.png", "meta.json"}
+    for name in ("bands.png", "loo_compare.png", "fs_rhat.png"):  # fs_rhat: nuts has 2 chains
+        assert (out / name).read_bytes().startswith(b"\x89PNG"), name
+        assert (out / name).stat().st_size > 5_000, name
     loo = pandas.read_csv(out / "loo_compare.csv", index_col="method")
-    assert set(loo.index) == {"deterministic", "delta"} and "elpd_diff" in loo.columns
+    assert set(loo.index) == {"deterministic", "delta", "nuts"} and "elpd_diff" in loo.columns
     bad = tmp_path / "bad.toml"
-    bad.write_text(small.read_text().replace('["deterministic", "delta"]', '["laplace"]'))
+    bad.write_text(small.read_text().replace('["deterministic", "delta", "nuts"]', '["laplace"]'))
     assert main(["compare", str(bad), "--out", str(tmp_path / "o2")]) == 2
     assert "laplace" in capsys.readouterr().err

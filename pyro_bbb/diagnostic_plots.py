@@ -1,0 +1,229 @@
+"""ArviZ figures of posterior draws: predictive checks, weight marginals, Pareto k, R-hat of f(x).
+
+The figures of notebooks 02 and 03 as functions, so that ``pyro-bbb diagnose`` and ``pyro-bbb
+compare`` draw them too. Every function returns a matplotlib Figure and never shows it; save it
+with ``pyro_bbb.plots.save_figure``. ``diagnostic_figures`` draws and saves the three figures of
+one posterior (ppc.png, posterior.png, khat.png) and returns ``az.loo`` with them.
+
+- ``ppc_figure``: ``az.plot_ppc`` of the prior predictive (cumulative, when the InferenceData
+  has one) and of the posterior predictive against the observed targets;
+- ``posterior_figure``: ``az.plot_posterior`` of the output layer's first biases and weights
+  (``var_names``/``coords`` keep it to about ten panels whatever the network's width);
+- ``khat_figure``: ``az.plot_khat`` of a PSIS-LOO result, and Pareto k against the input for 1-D
+  inputs;
+- ``function_space_rhat_figure``: R-hat of the prediction at each input across chains
+  (``diagnostics.function_space_summary``), against x for 1-D inputs, else against the input index;
+- ``loo_compare_figure``: ``az.plot_compare`` of an ``az.compare`` table (``Comparison.loo``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .plots import _np, _pyplot, save_figure
+
+if TYPE_CHECKING:
+    import arviz
+    import pandas
+    from arviz import ELPDData
+    from matplotlib.figure import Figure
+
+    from .diagnostics import FunctionSpaceSummary
+
+__all__ = [
+    "DiagnosticFigures",
+    "diagnostic_figures",
+    "function_space_rhat_figure",
+    "khat_figure",
+    "loo_compare_figure",
+    "posterior_figure",
+    "ppc_figure",
+]
+
+PARETO_K_THRESHOLD = 0.7
+
+
+def _az():
+    from .diagnostics import _arviz
+
+    return _arviz()
+
+
+def ppc_figure(idata: arviz.InferenceData, *, num_pp_samples: int = 50,
+               title: str | None = None) -> Figure:
+    """``az.plot_ppc``: prior predictive (cumulative; only when ``idata`` has that group) beside
+    the posterior predictive, each against the observed targets."""
+    az, plt = _az(), _pyplot()
+    prior = "prior_predictive" in idata.groups()
+    fig, axes = plt.subplots(1, 2 if prior else 1, figsize=(10 if prior else 5.5, 3.4),
+                             squeeze=False)
+    axes = list(axes.flat)
+    num = min(num_pp_samples, idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"])
+    if prior:
+        num_prior = min(num_pp_samples, idata.prior.sizes["chain"] * idata.prior.sizes["draw"])
+        az.plot_ppc(idata, group="prior", kind="cumulative", num_pp_samples=num_prior,
+                    ax=axes[0], random_seed=0)
+        axes[0].set_title("prior predictive (cumulative)")
+    az.plot_ppc(idata, num_pp_samples=num, ax=axes[-1], random_seed=0)
+    axes[-1].set_title("posterior predictive")
+    if title:
+        fig.suptitle(title)
+    _tight(fig)
+    return fig
+
+
+def posterior_figure(idata: arviz.InferenceData, model, *, max_outputs: int = 2,
+                     max_inputs: int = 4, title: str | None = None) -> Figure:
+    """``az.plot_posterior`` of the output layer's first ``max_outputs`` biases and their weights
+    from the first ``max_inputs`` hidden units (at most max_outputs·(1 + max_inputs) panels)."""
+    az = _az()
+    last = model.num_layers - 1
+    post = idata.posterior
+    out_dim, in_dim = f"layer{last}_out", f"layer{last}_in"
+    coords = {out_dim: list(range(min(max_outputs, post.sizes[out_dim]))),
+              in_dim: list(range(min(max_inputs, post.sizes[in_dim])))}
+    panels = len(coords[out_dim]) * (1 + len(coords[in_dim]))
+    cols = min(panels, 5)
+    rows = -(-panels // cols)
+    axes = az.plot_posterior(idata, var_names=[f"layer{last}_bias", f"layer{last}_weight"],
+                             coords=coords, figsize=(2.6 * cols, 2.3 * rows),
+                             grid=(rows, cols), textsize=8)
+    fig = _np_first(axes).get_figure()
+    fig.suptitle(title or f"posterior of output-layer (layer{last}) weights")
+    _tight(fig)
+    return fig
+
+
+def _tight(fig) -> None:
+    """``tight_layout``, quiet when ArviZ's text (e.g. plot_khat's bin labels) cannot fit."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Tight layout not applied", category=UserWarning)
+        fig.tight_layout()
+
+
+def _np_first(axes):
+    import numpy as np
+
+    return np.asarray(axes).flat[0]
+
+
+def khat_figure(elpd: ELPDData, x=None, *, title: str | None = None) -> Figure:
+    """``az.plot_khat`` of a PSIS-LOO result (``az.loo(..., pointwise=True)``); with 1-D inputs
+    ``x`` (the points LOO was computed on) a second panel shows k against x."""
+    az, plt = _az(), _pyplot()
+    xs = None
+    if x is not None:
+        x = torch.as_tensor(x)
+        if x.dim() == 1 or x.shape[-1] == 1:
+            xs = _np(x)
+    fig, axes = plt.subplots(1, 2 if xs is not None else 1,
+                             figsize=(10 if xs is not None else 5.5, 3.4), squeeze=False)
+    axes = list(axes.flat)
+    az.plot_khat(elpd, ax=axes[0], show_bins=True)
+    axes[0].set_title("Pareto k per observation")
+    if xs is not None:
+        axes[1].scatter(xs, _np(elpd.pareto_k.values), s=10)
+        axes[1].axhline(PARETO_K_THRESHOLD, color="tab:red", linestyle="--", linewidth=1)
+        axes[1].set_xlabel("x")
+        axes[1].set_ylabel("Pareto k")
+        axes[1].set_title("Pareto k against the input")
+    if title:
+        fig.suptitle(title)
+    _tight(fig)
+    return fig
+
+
+def function_space_rhat_figure(summaries: Mapping[str, FunctionSpaceSummary] | FunctionSpaceSummary,
+                               x, *, x_train=None, title: str | None = None) -> Figure:
+    """R-hat of the prediction at each input (``function_space_summary(...).table["r_hat"]``),
+    one line per method; against x for 1-D inputs (training range shaded when ``x_train`` is
+    given), else against the input index (classification: the largest R-hat over classes)."""
+    plt = _pyplot()
+    if not isinstance(summaries, Mapping):
+        summaries = {"": summaries}
+    x = torch.as_tensor(x)
+    one_d = x.dim() == 1 or x.shape[-1] == 1
+    n = x.shape[0]
+    xs = _np(x) if one_d else None
+    order = xs.argsort() if one_d else None
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    if one_d and x_train is not None:
+        xt = _np(torch.as_tensor(x_train)[:, 0] if torch.as_tensor(x_train).dim() > 1
+                 else x_train)
+        ax.axvspan(float(xt.min()), float(xt.max()), color="0.9", label="training range")
+    for name, summary in summaries.items():
+        r_hat = summary.table["r_hat"].to_numpy(dtype=float)
+        r_hat = r_hat.reshape(n, -1).max(1)  # classification: the worst class per input
+        if one_d:
+            ax.plot(xs[order], r_hat[order], marker=".", label=name or None)
+        else:
+            ax.plot(r_hat, marker=".", linestyle="none", label=name or None)
+    ax.axhline(1.01, color="tab:red", linestyle="--", linewidth=1, label="R-hat 1.01")
+    ax.set_xlabel("x" if one_d else "test input")
+    ax.set_ylabel("R-hat of f(x)")
+    ax.set_title(title or "function-space R-hat: agreement between chains")
+    ax.legend(fontsize=8)
+    _tight(fig)
+    return fig
+
+
+def loo_compare_figure(table: pandas.DataFrame, *, title: str | None = None) -> Figure:
+    """``az.plot_compare`` of an ``az.compare`` table (e.g. ``Comparison.loo``): elpd_loo ± se
+    per method, best on top, and each method's difference to the best ± dse."""
+    az = _az()
+    height = 1.2 + 0.45 * len(table)
+    ax = az.plot_compare(table, figsize=(7, height), textsize=9)
+    fig = ax.get_figure()
+    ax.set_title(title or "PSIS-LOO on the training data (az.compare)")
+    _tight(fig)
+    return fig
+
+
+@dataclass
+class DiagnosticFigures:
+    """What ``diagnostic_figures`` wrote: file paths by name and the ``az.loo`` result."""
+
+    files: dict[str, Path]
+    loo: ELPDData
+    idata: Any = field(repr=False, default=None)
+
+
+def diagnostic_figures(model, draws, x, y, out_dir: str | os.PathLike, *,
+                       prior_draws=None, num_pp_samples: int = 50, seed: int = 0,
+                       name: str | None = None) -> DiagnosticFigures:
+    """Draw and save ppc.png, posterior.png and khat.png of posterior ``draws`` on data (x, y).
+
+    ``draws`` and ``prior_draws`` are in any layout ``diagnostics.to_inference_data`` accepts
+    (``prior_draws`` adds the prior predictive panel to ppc.png); the log-likelihood is float64.
+    Returns the paths and ``az.loo(idata, pointwise=True)`` (its Pareto-k warning, if any, is not
+    printed: ``loo.warning`` and khat.png show it).
+    """
+    from .diagnostics import to_inference_data
+
+    az = _az()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    idata = to_inference_data(model, draws, x, y, prior_draws=prior_draws, seed=seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto",
+                                category=UserWarning)
+        loo = az.loo(idata, pointwise=True)
+    prefix = f"{name}: " if name else ""
+    files = {
+        "ppc": save_figure(ppc_figure(idata, num_pp_samples=num_pp_samples,
+                                      title=f"{prefix}predictive checks on {len(y)} training "
+                                      "points"), out / "ppc.png"),
+        "posterior": save_figure(posterior_figure(
+            idata, model, title=f"{prefix}posterior of output-layer weights"),
+            out / "posterior.png"),
+        "khat": save_figure(khat_figure(loo, x, title=f"{prefix}PSIS-LOO Pareto k"),
+                            out / "khat.png"),
+    }
+    return DiagnosticFigures(files, loo, idata)
