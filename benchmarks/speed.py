@@ -22,8 +22,9 @@ timings): for 784-400-400-10 with S = 100 posterior draws, ``posterior_predictiv
 1. build the model and guide, the inputs ``x`` (N × 784 float32) and the S draws;
 2. warm up: one prediction on the first chunk of rows (one-time allocator / BLAS set-up);
 3. ``gc.collect()``, reset the kernel's peak-RSS counter (``echo 5 > /proc/self/clear_refs``,
-   Linux ≥ 4.0), then read the baseline = ``resource.getrusage(RUSAGE_SELF).ru_maxrss``;
-4. the measured ``posterior_predictive`` call; peak = ``ru_maxrss`` again.
+   Linux ≥ 4.0), then read the baseline = peak RSS (VmHWM in /proc/self/status; ru_maxrss
+   where there is no /proc);
+4. the measured ``posterior_predictive`` call; peak = the peak RSS again.
 
 ``growth_MiB`` = peak − baseline: the extra resident memory of the call (activations of one chunk,
 softmax and entropies of that chunk, the O(N·C) result, the O(N·784)-byte finiteness mask of input
@@ -227,7 +228,16 @@ MEMORY_SAMPLES = 100
 
 
 def _maxrss_bytes() -> int:
-    """ru_maxrss of this process in bytes (Linux reports KiB, macOS bytes)."""
+    """Peak RSS of this process in bytes: VmHWM from /proc/self/status on Linux (the counter
+    that /proc/self/clear_refs resets; ru_maxrss is not reset and, after fork + exec, still
+    holds the parent's peak), else ru_maxrss (Linux KiB, macOS bytes)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024
 
@@ -290,8 +300,8 @@ def predictive_memory(num_inputs: list[int], chunks: list[str]) -> dict:
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     return {
         "net": "-".join(map(str, MEMORY_NET)), "S": MEMORY_SAMPLES, "device": "cpu",
-        "measured": "per run, a fresh subprocess; growth = ru_maxrss after the "
-                    "posterior_predictive call minus ru_maxrss after building model, guide, "
+        "measured": "per run, a fresh subprocess; growth = peak RSS (VmHWM) after the "
+                    "posterior_predictive call minus peak RSS after building model, guide, "
                     "inputs and draws and a warm-up call, with the peak counter reset "
                     "(/proc/self/clear_refs) right before the baseline; see benchmarks/speed.py",
         "runs": runs,
