@@ -184,9 +184,10 @@ def test_pruning_low_snr_barely_hurts_while_pruning_high_snr_does(trained_classi
     masks = {name: part.reshape(snr[name].shape)
              for name, part in zip(snr, remove.split(sizes), strict=True)}
     high = _accuracy(model, pruning.prune_entries(guide, masks), x, y)
-    # seeds 0-5 of this setup gave drops of 0-0.9 points (low SNR) and 21-58 points (high SNR)
+    # seeds 0-5 of this setup (fit's fused Adam) gave drops of at most 0.4 points (low SNR) and
+    # 12.6-44.7 points (high SNR)
     assert full - low <= 0.015
-    assert full - high >= 0.15
+    assert full - high >= 0.10
 
 
 def test_pruning_curve_rows(trained_classifier):
