@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .compare import PARETO_K_THRESHOLD
 from .plots import _np, _pyplot, save_figure
 
 if TYPE_CHECKING:
@@ -46,9 +47,6 @@ __all__ = [
     "posterior_figure",
     "ppc_figure",
 ]
-
-PARETO_K_THRESHOLD = 0.7
-
 
 def _az():
     from .diagnostics import _arviz
