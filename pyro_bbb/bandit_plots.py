@@ -1,4 +1,4 @@
-"""Figures for the Mushroom contextual bandit (Blundell et al. 2015, section 5.3, Figure 5):
+"""Figures for the Mushroom contextual bandit (Blundell et al. 2015, section 5.3, Figure 6):
 cumulative regret against step, and how often each agent eats poisonous and edible mushrooms
 as the run goes on.
 
