@@ -9,7 +9,7 @@ the figures of a run, check what a spec's prior implies before fitting.
     pyro-bbb compare SPEC.toml [--methods bbb nuts ...] [--out DIR] [--set key=value ...]
     pyro-bbb uci --data-dir FOLDER [--splits 0 1 ...] [--methods bbb ...] [--epochs N] [--out DIR]
     pyro-bbb figures RUN_DIR [--out DIR] [--num-samples S]
-    pyro-bbb diagnose RUN_DIR [--out DIR] [--num-samples S] [--max-points N]
+    pyro-bbb diagnose RUN_DIR [--out DIR] [--num-samples S] [--max-points N] [--seeds 0 1 2 3]
     pyro-bbb prior SPEC.toml [--out DIR] [--num-draws N] [--compare-sigmas 0.1 1 3]
                    [--num-inputs N] [--set key=value ...]
 
@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--max-points", type=_positive_int, default=2000, metavar="N",
                     help="use a random subset of at most N training points (2000), which keeps "
                     "classification data sets fast")
+    dg.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                    help="also refit the spec from these seeds (≥ 2; the spec's training "
+                    "settings, all training data) and draw fs_rhat_seeds.png: R-hat of the "
+                    "predictions across the fits as chains")
     _add_threads_option(dg)
 
     pp = sub.add_parser("prior", help="prior predictive check: draw functions (1-D regression) or "
@@ -697,6 +701,8 @@ def _diagnose(args) -> int:
     from .diagnostic_plots import diagnostic_figures
     from .diagnostics import sample_prior
 
+    if args.seeds is not None and len(set(args.seeds)) < 2:
+        raise ValueError(f"--seeds needs at least two different seeds, got {args.seeds}")
     run_dir = args.run_dir
     config, checkpoint, data = _load_run(run_dir)
     num_samples = args.num_samples or config.evaluation.num_samples
@@ -719,9 +725,37 @@ def _diagnose(args) -> int:
                                 prior_draws=sample_prior(model, num_samples, seed=config.seed),
                                 seed=config.seed, name=config.name)
     print(result.loo)
-    for path in result.files.values():
+    files = list(result.files.values())
+    if args.seeds:
+        files.append(_seed_chains_figure(args.seeds, config, model, data, x, out))
+    for path in files:
         print(path)
     return 0
+
+
+def _seed_chains_figure(seeds, config, model, data, x, out: Path) -> Path:
+    """Refit the spec from each seed (``diagnostics.fit_chains``) and save the R-hat of the
+    predictions at (at most 200 of) the inputs ``x`` across the fits."""
+    from .diagnostic_plots import function_space_rhat_figure
+    from .diagnostics import fit_chains, function_space_summary
+    from .guide import MeanFieldGuide
+    from .plots import save_figure
+
+    t = config.training
+    print(f"refitting {config.name} from seeds {seeds} ({t.epochs} epochs each)", flush=True)
+    chains = fit_chains(model, data.x_train, data.y_train, seeds=seeds, num_samples=100,
+                        guide_factory=lambda m: MeanFieldGuide(m, init_rho=config.guide.init_rho),
+                        epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
+                        num_particles=t.num_particles, kl_weighting=t.kl_weighting,
+                        device=t.device, progress=False, lr_schedule=t.lr_schedule)
+    points = x[: min(200, x.shape[0])]
+    summary = function_space_summary(model, chains.draws, points)
+    print(f"function-space R-hat across {len(seeds)} fits: max {summary.max_r_hat:.3f}")
+    fig = function_space_rhat_figure({f"{len(seeds)} seeds": summary}, points,
+                                     x_train=data.x_train,
+                                     title=f"{config.name}: R-hat of f(x) across VI fits")
+    out.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, out / "fs_rhat_seeds.png")
 
 
 _COMMANDS = {"run": _run, "evaluate": _evaluate, "predict": _predict, "compare": _compare,

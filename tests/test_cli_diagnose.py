@@ -41,6 +41,23 @@ def test_diagnose_defaults_to_run_dir_diagnostics(toy_run, capsys):
     assert sorted(p.name for p in (toy_run / "diagnostics").iterdir()) == FIGURES
 
 
+def test_diagnose_refits_seeds_as_chains(toy_run, tmp_path, capsys):
+    capsys.readouterr()
+    out = tmp_path / "diag"
+    assert main(["diagnose", str(toy_run), "--out", str(out), "--num-samples", "20",
+                 "--max-points", "30", "--seeds", "0", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "refitting toy_regression from seeds [0, 1]" in printed
+    r_hat = float(printed.split("function-space R-hat across 2 fits: max ")[1].split()[0])
+    assert r_hat >= 1.0  # rank-normalised R-hat of two chains
+    data = (out / "fs_rhat_seeds.png").read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 5_000
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FIGURES, "fs_rhat_seeds.png"])
+    capsys.readouterr()
+    assert main(["diagnose", str(toy_run), "--out", str(out), "--seeds", "3", "3"]) == 2
+    assert "at least two different seeds" in capsys.readouterr().err
+
+
 def test_diagnose_bad_input_exits_2(tmp_path, capsys):
     capsys.readouterr()
     assert main(["diagnose", str(tmp_path / "missing")]) == 2
