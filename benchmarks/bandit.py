@@ -13,6 +13,9 @@ seed all agents meet the same mushrooms and coins) and writes to DIR:
   run goes on, pooled over seeds in ``--bins`` blocks of steps (``pyro_bbb.bandit_plots.
   action_rate_figure``, notebook 05's figure; the actions are not kept in the JSON, so
   ``--replot`` does not redraw it);
+* ``bandit_eat_probability.png``: when BBB ran, P(eat) per mushroom under its posterior at the
+  end of the last seed's run (``ThompsonAgent.eat_probability``, 200 draws), edible and
+  poisonous apart (notebook 05's last figure);
 * ``bandit.json``: the curves at about ``--points`` steps (half log-, half evenly spaced), final
   regrets, wall time per agent, whether BBB's final regret is below every greedy/ε-greedy
   agent's for each seed (the issue's target), settings, hardware and date.
@@ -35,7 +38,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyro_bbb.bandit_plots import action_rate_figure, regret_curve_figure, save_figure
+from pyro_bbb.bandit_plots import (
+    action_rate_figure,
+    eat_probability_figure,
+    regret_curve_figure,
+    save_figure,
+)
 from pyro_bbb.bandits import (
     BanditRun,
     ExperimentResult,
@@ -71,10 +79,11 @@ def plot(t: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str) -
     save_figure(regret_curve_figure(t, curves, title), path, dpi=130)
 
 
-def play(data, steps: int, seeds, agents, progress: bool = False
+def play(data, steps: int, seeds, agents, progress: bool = False, final_agents: dict | None = None
          ) -> tuple[ExperimentResult, dict[str, list[BanditRun]]]:
     """``pyro_bbb.bandits.run_experiment`` (same agents, seeds, streams and order), also returning
-    every ``BanditRun`` (its actions feed ``action_rate_figure``)."""
+    every ``BanditRun`` (its actions feed ``action_rate_figure``); ``final_agents`` (a dict) gets
+    each agent as it ends the last seed's run."""
     seeds = [int(s) for s in seeds]
     result = ExperimentResult(steps, seeds)
     runs: dict[str, list[BanditRun]] = {}
@@ -89,8 +98,11 @@ def play(data, steps: int, seeds, agents, progress: bool = False
             for seed in seeds:
                 if bar is not None:
                     bar.set_description(f"{name} seed {seed}")
-                runs[name].append(run_bandit(factory(seed), data, steps, seed,
+                agent = factory(seed)
+                runs[name].append(run_bandit(agent, data, steps, seed,
                                              progress=None if bar is None else bar.update))
+                if final_agents is not None:
+                    final_agents[name] = agent
             result.cumulative_regret[name] = np.stack([r.cumulative_regret for r in runs[name]])
             result.seconds[name] = [r.seconds for r in runs[name]]
     finally:
@@ -150,7 +162,9 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"unknown agents {sorted(unknown)}; choose from {list(agents)}")
         agents = {name: agents[name] for name in args.agents}
     start = time.perf_counter()
-    result, runs = play(data, args.steps, args.seeds, agents, progress=not args.no_progress)
+    last_agents: dict = {}
+    result, runs = play(data, args.steps, args.seeds, agents, progress=not args.no_progress,
+                        final_agents=last_agents)
     wall = time.perf_counter() - start
 
     final = result.final_regret()
@@ -192,6 +206,14 @@ def main(argv: list[str] | None = None) -> dict:
                 out / "bandit_action_rates.png", dpi=130)
     summary["outputs"] = [str(out / "bandit.json"), str(out / "bandit_regret.png"),
                           str(out / "bandit_action_rates.png")]
+    if isinstance(last_agents.get("BBB"), ThompsonAgent):
+        p_eat = last_agents["BBB"].eat_probability(data.features, 200,
+                                             generator=torch.Generator().manual_seed(0))
+        save_figure(eat_probability_figure(
+            p_eat, data.edible, title=f"BBB after {args.steps:,} steps (seed {args.seeds[-1]}): "
+            "P(eat) under its final posterior, 200 draws"), out / "bandit_eat_probability.png",
+            dpi=130)
+        summary["outputs"].append(str(out / "bandit_eat_probability.png"))
     print(json.dumps(json_safe(summary), indent=2))
     return summary
 

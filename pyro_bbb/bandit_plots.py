@@ -24,6 +24,7 @@ __all__ = [
     "regret_curve_figure",
     "binned_eat_rates",
     "action_rate_figure",
+    "eat_probability_figure",
     "save_figure",
 ]
 
@@ -226,5 +227,29 @@ def action_rate_figure(
         ax.grid(alpha=0.3)
     ax_poison.legend(loc="upper right", fontsize=8, frameon=False)
     fig.suptitle(title or "Mushroom bandit: how often each agent eats")
+    fig.tight_layout()
+    return fig
+
+
+def eat_probability_figure(p_eat, edible, *, title: str | None = None, bins: int = 40) -> Figure:
+    """Histogram (log count) of P(eat | x) under a Thompson agent's posterior over the mushrooms,
+    edible and poisonous apart (``ThompsonAgent.eat_probability``): a finished learner puts the
+    edible ones at 1 and the poisonous ones at 0; mass in between is what it still explores."""
+    p_eat, edible = _np(p_eat), np.asarray(_np(edible), dtype=bool)
+    if p_eat.shape != edible.shape or p_eat.size == 0:
+        raise ValueError(f"p_eat and edible must be non-empty and of one length, got "
+                         f"{p_eat.size} and {edible.size}")
+    if bins < 1:
+        raise ValueError(f"bins must be positive, got {bins}")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    edges = np.linspace(0, 1, bins + 1)
+    ax.hist(p_eat[edible], bins=edges, color="tab:green", alpha=0.7, label="edible")
+    ax.hist(p_eat[~edible], bins=edges, color="tab:red", alpha=0.7, label="poisonous")
+    ax.set_yscale("log")
+    ax.set_xlabel("P(eat) under the posterior")
+    ax.set_ylabel("mushrooms")
+    ax.set_title(title or "Thompson sampling policy")
+    ax.legend()
     fig.tight_layout()
     return fig

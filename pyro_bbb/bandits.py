@@ -309,6 +309,30 @@ class ThompsonAgent(_ReplayLearner):
         """Thompson sampling: argmax_a f([x, a]; w) for one w ~ q (ties: pass)."""
         return int(self.values(context).argmax())
 
+    @torch.no_grad()
+    def eat_probability(self, contexts: torch.Tensor, num_draws: int = 200, *,
+                        generator: torch.Generator | None = None, chunk: int = 25
+                        ) -> torch.Tensor:
+        """P(the policy eats | x) = P_{w~q}(f([x, eat]; w) > f([x, pass]; w)) for each row of
+        ``contexts`` (N, num_features), estimated from ``num_draws`` posterior draws evaluated
+        ``chunk`` at a time: shape (N,)."""
+        if num_draws < 1 or chunk < 1:
+            raise ValueError(f"num_draws and chunk must be positive, got {num_draws}, {chunk}")
+        n = contexts.shape[0]
+        inputs = {}
+        for action in (PASS, EAT):
+            rows = torch.zeros(n, self.num_features + NUM_ACTIONS)
+            rows[:, : self.num_features] = contexts
+            rows[:, self.num_features + action] = 1.0
+            inputs[action] = rows
+        draws = self.guide.sample_posterior(num_draws, generator=generator)
+        eats = torch.zeros(n)
+        for start in range(0, num_draws, chunk):
+            params = {site: value[start:start + chunk] for site, value in draws.items()}
+            f = {a: self.model.network(x, params)[..., 0] for a, x in inputs.items()}
+            eats += (f[EAT] > f[PASS]).float().sum(0)
+        return eats / num_draws
+
     def train_step(self) -> float:
         """One Adam step on the minibatch −ELBO with num_data = the buffer's fill."""
         x, y = self.buffer.sample(self.batch_size, self.generator)

@@ -33,9 +33,9 @@ def test_tiny_run_writes_json_and_both_figures(bandit, tmp_path, capsys):
     summary = bandit.main(["--data", str(MUSHROOM_FILE), "--steps", "100", "--seeds", "0",
                            "--agents", "BBB", "Greedy", "Oracle", "--points", "20",
                            "--out", str(out), "--no-progress"])
-    assert sorted(p.name for p in out.iterdir()) == ["bandit.json", "bandit_action_rates.png",
-                                                     "bandit_regret.png"]
-    for name in ("bandit_action_rates.png", "bandit_regret.png"):
+    figures = ["bandit_action_rates.png", "bandit_eat_probability.png", "bandit_regret.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["bandit.json", *figures]
+    for name in figures:
         data = (out / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5_000, name
     saved = json.loads((out / "bandit.json").read_text())

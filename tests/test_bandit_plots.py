@@ -145,3 +145,20 @@ def test_action_rate_figure(tmp_path):
         action_rate_figure({"BBB": explorer, "short": fake_run([0] * 8, [True] * 8)}, bins=8)
     with pytest.raises(ValueError, match="no runs"):
         action_rate_figure({})
+
+
+def test_eat_probability_figure(tmp_path):
+    from pyro_bbb.bandit_plots import eat_probability_figure
+
+    p_eat = np.array([0.0, 0.01, 0.99, 1.0, 0.5, 0.0])
+    edible = np.array([False, False, True, True, True, False])
+    fig = eat_probability_figure(p_eat, edible, title="t", bins=10)
+    (ax,) = fig.axes
+    assert ax.get_title() == "t" and ax.get_yscale() == "log"
+    heights = [sum(p.get_height() for p in c) for c in ax.containers]
+    assert heights == [3, 3]  # edible, poisonous
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["edible", "poisonous"]
+    save_figure(fig, tmp_path / "eat.png")
+    assert (tmp_path / "eat.png").read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="one length"):
+        eat_probability_figure(p_eat, edible[:3])

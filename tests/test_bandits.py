@@ -263,3 +263,22 @@ def test_kl_scaling_uses_the_buffer_fill_or_everything_seen(mushrooms, kl_data, 
 def test_kl_data_is_checked():
     with pytest.raises(ValueError, match="kl_data must be 'buffer' or 'seen'"):
         ThompsonAgent(126, kl_data="all")
+
+
+def test_eat_probability_counts_the_draws_that_eat(mushrooms):
+    agent = ThompsonAgent(126, init_rho=-1.0, seed=0)
+    contexts = mushrooms.features[:5]
+    p = agent.eat_probability(contexts, 40, generator=torch.Generator().manual_seed(3), chunk=7)
+    # the same 40 draws, one decision at a time
+    draws = agent.guide.sample_posterior(40, generator=torch.Generator().manual_seed(3))
+    expected = torch.zeros(5)
+    for s in range(40):
+        params = {k: v[s:s + 1] for k, v in draws.items()}
+        for i in range(5):
+            f = agent.model.network(agent._both_actions(contexts[i]), params)[0, :, 0]
+            expected[i] += float(f[EAT] > f[PASS])
+    assert p.shape == (5,) and bool(((p >= 0) & (p <= 1)).all())
+    torch.testing.assert_close(p, expected / 40)
+    assert 0 < float(p.mean()) < 1  # a wide posterior (init_rho −1) is undecided
+    with pytest.raises(ValueError, match="num_draws and chunk must be positive"):
+        agent.eat_probability(contexts, 0)
