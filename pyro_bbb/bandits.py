@@ -320,10 +320,9 @@ class ThompsonAgent(_ReplayLearner):
             raise ValueError(f"num_draws and chunk must be positive, got {num_draws}, {chunk}")
         n = contexts.shape[0]
         inputs = {}
-        for action in (PASS, EAT):
-            rows = torch.zeros(n, self.num_features + NUM_ACTIONS)
+        for action, template in zip((PASS, EAT), _action_inputs(self.num_features), strict=True):
+            rows = template.repeat(n, 1)
             rows[:, : self.num_features] = contexts
-            rows[:, self.num_features + action] = 1.0
             inputs[action] = rows
         draws = self.guide.sample_posterior(num_draws, generator=generator)
         eats = torch.zeros(n)

@@ -40,3 +40,19 @@ def toy_run(tmp_path_factory) -> Path:
     assert main(["run", str(models / "toy_regression.toml"), "--smoke", "--out", str(out),
                  "--no-progress"]) == 0
     return out
+
+
+@pytest.fixture
+def cli_error(capsys):
+    """``cli_error(argv)`` runs ``pyro-bbb argv``, asserts exit status 2 and no traceback, and
+    returns what it wrote to stderr."""
+    from pyro_bbb.cli import main
+
+    def run(argv) -> str:
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return err
+
+    return run

@@ -74,36 +74,28 @@ def test_figures_without_history(toy_run, tmp_path, capsys):
     assert names == ["regression_band.png", "uncertainty.png"]  # no history.json: no curves
 
 
-def _error(capsys, argv) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err
-
-
-def test_figures_bad_input(toy_run, tmp_path, capsys):
-    err = _error(capsys, ["figures", str(tmp_path / "missing")])
+def test_figures_bad_input(toy_run, tmp_path, cli_error):
+    err = cli_error(["figures", str(tmp_path / "missing")])
     assert err.startswith("error: ") and "run folder not found" in err
     (tmp_path / "empty").mkdir()
-    err = _error(capsys, ["figures", str(tmp_path / "empty")])
+    err = cli_error(["figures", str(tmp_path / "empty")])
     assert "error: " in err and "is not a run folder" in err
     spec_only = tmp_path / "spec_only"
     spec_only.mkdir()
     (spec_only / "config.toml").write_text((toy_run / "config.toml").read_text())
-    err = _error(capsys, ["figures", str(spec_only)])
+    err = cli_error(["figures", str(spec_only)])
     assert "error: " in err and "has no checkpoint.pt" in err
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    assert _error(capsys, ["figures", str(corrupt)]).startswith("error: ")
+    assert cli_error(["figures", str(corrupt)]).startswith("error: ")
     bad_history = tmp_path / "bad_history"
     bad_history.mkdir()
     (bad_history / "checkpoint.pt").write_bytes((toy_run / "checkpoint.pt").read_bytes())
     (bad_history / "history.json").write_text("{")
-    err = _error(capsys, ["figures", str(bad_history)])
+    err = cli_error(["figures", str(bad_history)])
     assert "history.json is not valid JSON" in err
     assert not (bad_history / "figures").exists()  # nothing written before the checks pass
-    assert "must be a positive integer" in _error(
-        capsys, ["figures", str(toy_run), "--num-samples", "0"])
+    assert "must be a positive integer" in cli_error(
+        ["figures", str(toy_run), "--num-samples", "0"])
 

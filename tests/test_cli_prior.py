@@ -89,28 +89,20 @@ def test_standardised_one_feature_regression(tmp_path, capsys):
     _check(capsys, out)
 
 
-def _error(capsys, argv) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err
-
-
-def test_prior_bad_input(tmp_path, capsys):
+def test_prior_bad_input(tmp_path, cli_error):
     toy = str(MODELS / "toy_regression.toml")
-    err = _error(capsys, ["prior", str(tmp_path / "missing.toml")])
+    err = cli_error(["prior", str(tmp_path / "missing.toml")])
     assert err.startswith("error: ")
-    err = _error(capsys, ["prior", toy, "--set", "network.nonsense=1"])
+    err = cli_error(["prior", toy, "--set", "network.nonsense=1"])
     assert err.startswith("error: ") and "nonsense" in err
-    assert "must be a positive number" in _error(capsys, ["prior", toy, "--compare-sigmas", "0"])
-    assert "must be a positive number" in _error(capsys, ["prior", toy, "--compare-sigmas",
+    assert "must be a positive number" in cli_error(["prior", toy, "--compare-sigmas", "0"])
+    assert "must be a positive number" in cli_error(["prior", toy, "--compare-sigmas",
                                                           "wide"])
-    assert "must be a positive integer" in _error(capsys, ["prior", toy, "--num-draws", "0"])
+    assert "must be a positive integer" in cli_error(["prior", toy, "--num-draws", "0"])
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    err = _error(capsys, ["prior", toy, "--out", str(a_file)])
+    err = cli_error(["prior", toy, "--out", str(a_file)])
     assert err.startswith("error: ") and "is not a folder" in err
-    err = _error(capsys, ["prior", str(_uci_spec(tmp_path, 2)), "--out", str(tmp_path / "o")])
+    err = cli_error(["prior", str(_uci_spec(tmp_path, 2)), "--out", str(tmp_path / "o")])
     assert err.startswith("error: ") and "needs 1-D inputs" in err and "2 input features" in err
     assert not list(tmp_path.glob("**/prior_predictive.png"))

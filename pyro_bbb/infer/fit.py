@@ -509,9 +509,11 @@ def fit(
 
     def recover(err: NonFiniteLossError, epoch: int) -> None:
         """Continue after divergence with a fresh optimizer at a tenth of the lr, or re-raise."""
-        nonlocal opt, lr_factor
+        nonlocal opt, lr_factor, sums, counted
         if on_divergence != "lower_lr" or len(result.lr_reductions) >= max_lr_reductions:
             raise err
+        sums.zero_()  # the epoch's means restart from the restored parameters
+        counted = 0
         lr_factor = settings["lr_factor"] = lr_factor * 0.1
         opt = new_optimizer()
         set_lr(epoch)
@@ -561,8 +563,6 @@ def fit(
                     guard.record(loss.detach(), result.steps, epoch)
                 except NonFiniteLossError as err:
                     recover(err, epoch)
-                    sums.zero_()
-                    counted = 0
                 if average is None and stop is not None and i + 1 < num_batches:
                     stopping = stop()
                 if stopping:
@@ -574,8 +574,6 @@ def fit(
                 guard.check()
             except NonFiniteLossError as err:
                 recover(err, epoch)
-                sums.zero_()
-                counted = 0
             means = sums / counted if counted else torch.full_like(sums, math.nan)
             record = _epoch_record(epoch, means, time.perf_counter() - epoch_start)
             result.history.append(record)
