@@ -26,21 +26,26 @@ at once (the previous checkpoint stays). ``run --resume RUN_DIR`` continues from
 
 ``figures`` re-evaluates a run folder's checkpoint on its spec's test data and writes every figure
 that applies (default into RUN_DIR/figures): classification: reliability diagram, uncertainty
-histograms (correct vs wrong), the most uncertain test images (image data), the log-SNR
-histogram; regression: the predictive band (1-D inputs) and uncertainty histograms; both: the
-training curves from history.json.
+histograms (correct vs wrong), the most uncertain test images and the out-of-distribution figure
+(image data: test images against rotated, inverted and uniform-noise copies; the AUROC table is
+printed), the log-SNR histogram; regression: the predictive band and the aleatoric / epistemic std
+over x (1-D inputs), uncertainty histograms; both: the training curves from history.json.
 
 ``diagnose`` draws a run folder's posterior (and as many prior draws) and writes ArviZ figures on
 a random subset of at most ``--max-points`` (2000) training points (default into
 RUN_DIR/diagnostics): ppc.png (``az.plot_ppc`` of the prior and posterior predictive), posterior.png
 (``az.plot_posterior`` of a few output-layer weights), khat.png (``az.plot_khat`` of ``az.loo``);
-it prints the ``az.loo`` summary. In Python: ``diagnostic_plots.diagnostic_figures``.
+it prints the ``az.loo`` summary. In Python: ``diagnostic_plots.diagnostic_figures``. ``--seeds``
+refits the spec from each seed and adds fs_rhat_seeds.png (R-hat of the predictions across the
+fits) and, for regression with 1-D inputs, seed_bands.png (one predictive band per fit beside the
+R-hat of f(x) over a grid; ``uncertainty_plots.seed_bands``).
 
 ``compare`` writes comparison.csv/.json, loo_compare.csv/.json and loo_compare.png
 (``az.plot_compare``), bands.png (1-D regression) and, when a method ran ≥ 2 chains (NUTS),
 fs_rhat.png: the function-space R-hat of each test input's prediction across chains.
 
-``prior`` is a prior predictive check: it builds the spec's model (the data only give the input
+``prior`` is a prior predictive check (the spec may be a comparison spec; its ``[compare]`` table
+is not used): it builds the spec's model (the data only give the input
 width, the inputs and, for scale, the training points) and writes ``prior_predictive.png``
 comparing the spec's prior with Gaussian priors N(0, σ²) of the ``--compare-sigmas``: functions
 f(x; w), w ~ prior, with their central 95% band for regression with 1-D inputs; histograms of the
@@ -162,8 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads_option(uci)
 
     fg = sub.add_parser("figures", help="draw every figure that applies to a run folder: "
-                        "reliability, uncertainty histograms, most uncertain images, SNR, "
-                        "band, training curves")
+                        "reliability, uncertainty histograms, most uncertain images, "
+                        "out-of-distribution images, SNR, band, uncertainty over x, training "
+                        "curves")
     fg.add_argument("run_dir", type=Path, metavar="RUN_DIR",
                     help="run folder written by pyro-bbb run (checkpoint.pt with its spec)")
     fg.add_argument("--out", type=Path, metavar="DIR",
@@ -190,13 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                     help="also refit the spec from these seeds (≥ 2; the spec's training "
                     "settings, all training data) and draw fs_rhat_seeds.png: R-hat of the "
-                    "predictions across the fits as chains")
+                    "predictions across the fits as chains, and (1-D regression) "
+                    "seed_bands.png: one predictive band per fit")
     _add_threads_option(dg)
 
     pp = sub.add_parser("prior", help="prior predictive check: draw functions (1-D regression) or "
                         "class probabilities (classification) from the spec's prior and from "
                         "Gaussian priors; write prior_predictive.png")
-    pp.add_argument("spec", type=Path, help="experiment spec (TOML)")
+    pp.add_argument("spec", type=Path, help="experiment spec or comparison spec (TOML)")
     pp.add_argument("--out", type=Path, metavar="DIR",
                     help="folder for prior_predictive.png (default runs/<name>-prior-"
                     "<YYYYmmdd-HHMMSS>; a file of the same name is replaced)")
@@ -578,6 +585,7 @@ def _uci(args) -> int:
 
 
 _SNR_PROPORTIONS = (0.5, 0.75, 0.95, 0.98)
+_OOD_IMAGES = 2000  # test images (and as many of each shift) in the out-of-distribution figure
 
 
 def _load_run(run_dir: Path):
@@ -599,6 +607,7 @@ def _figures(args) -> int:
     from dataclasses import replace
 
     from . import plots
+    from . import uncertainty_plots as uplots
     from .data import FASHION_MNIST_CLASSES
     from .experiment import evaluate
     from .likelihoods import ClassificationPrediction
@@ -639,6 +648,14 @@ def _figures(args) -> int:
             save(plots.most_uncertain_images(data.x_test, pred, labels,
                                              class_names=FASHION_MNIST_CLASSES, k=16),
                  "most_uncertain.png")
+            inputs = uplots.shifted_images(data.x_test[:_OOD_IMAGES], seed=config.seed)
+            ood = uplots.ood_uncertainties(model, guide, inputs,
+                                           num_samples=config.evaluation.num_samples,
+                                           seed=config.seed)
+            print(uplots.format_ood_summary(uplots.ood_summary(ood)))
+            save(uplots.ood_figure(inputs, ood, title=f"{config.name}: epistemic uncertainty of "
+                                   f"{inputs['test (clean)'].shape[0]} test images and shifted "
+                                   "copies"), "ood.png")
         thresholds = {p: snr_threshold(guide, p) for p in _SNR_PROPORTIONS}
         save(snr_histogram_figure(log_snr_histogram(guide), thresholds), "snr_histogram.png")
     else:
@@ -650,6 +667,10 @@ def _figures(args) -> int:
                                        evaluation.grid_prediction, truth=data.truth,
                                        title=f"{config.name}: posterior predictive"),
                  "regression_band.png")
+            save(uplots.uncertainty_over_x(evaluation.grid, evaluation.grid_prediction,
+                                           x_train=x_train,
+                                           title=f"{config.name}: where the predictive std "
+                                           "comes from"), "uncertainty_over_x.png")
         save(plots.uncertainty_histogram(pred, title=f"{config.name}: predictive uncertainty "
                                          f"of {pred.mean.shape[0]} test points"),
              "uncertainty.png")
@@ -664,7 +685,8 @@ def _prior(args) -> int:
     from . import plots
     from .experiment import build_model, load_data, new_run_dir
 
-    config = _config(args.spec, args.overrides)
+    config = _spec_or_comparison(args.spec)
+    config = apply_overrides(config, args.overrides) if args.overrides else config
     task = config.data.task
     data = load_data(config)
     model = build_model(config, data.x_train.shape[1])
@@ -697,6 +719,24 @@ def _prior(args) -> int:
     return 0
 
 
+def _spec_or_comparison(path: Path) -> ExperimentConfig:
+    """An experiment spec, or the experiment of a comparison spec (``[compare]`` ignored)."""
+    import tomllib
+
+    from .compare import load_compare_spec
+
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # load_config reports a missing file or invalid TOML
+        raw = {}
+    if not isinstance(raw.get("compare"), dict):
+        return load_config(path)
+    try:
+        return load_compare_spec(path).config
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
 def _diagnose(args) -> int:
     from .diagnostic_plots import diagnostic_figures
     from .diagnostics import sample_prior
@@ -727,19 +767,21 @@ def _diagnose(args) -> int:
     print(result.loo)
     files = list(result.files.values())
     if args.seeds:
-        files.append(_seed_chains_figure(args.seeds, config, model, data, x, out))
+        files.extend(_seed_chains_figures(args.seeds, config, model, data, x, out))
     for path in files:
         print(path)
     return 0
 
 
-def _seed_chains_figure(seeds, config, model, data, x, out: Path) -> Path:
+def _seed_chains_figures(seeds, config, model, data, x, out: Path) -> list[Path]:
     """Refit the spec from each seed (``diagnostics.fit_chains``) and save the R-hat of the
-    predictions at (at most 200 of) the inputs ``x`` across the fits."""
+    predictions at (at most 200 of) the inputs ``x`` across the fits; for 1-D regression also
+    one predictive band per fit over a grid, beside the R-hat there (seed_bands.png)."""
     from .diagnostic_plots import function_space_rhat_figure
     from .diagnostics import fit_chains, function_space_summary
     from .guide import MeanFieldGuide
     from .plots import save_figure
+    from .uncertainty_plots import chain_predictions, seed_bands
 
     t = config.training
     print(f"refitting {config.name} from seeds {seeds} ({t.epochs} epochs each)", flush=True)
@@ -755,7 +797,19 @@ def _seed_chains_figure(seeds, config, model, data, x, out: Path) -> Path:
                                      x_train=data.x_train,
                                      title=f"{config.name}: R-hat of f(x) across VI fits")
     out.mkdir(parents=True, exist_ok=True)
-    return save_figure(fig, out / "fs_rhat_seeds.png")
+    files = [save_figure(fig, out / "fs_rhat_seeds.png")]
+    if config.data.task == "regression" and model.input_size == 1:
+        xs = torch.cat([data.x_train[:, 0], data.x_test[:, 0]]).cpu()
+        grid = torch.linspace(float(xs.min()), float(xs.max()), 200)[:, None]
+        predictions = chain_predictions(model, chains.draws, grid,
+                                        labels=[f"seed {s}" for s in chains.seeds],
+                                        level=config.evaluation.level)
+        units = "" if data.standardizer is None else " (standardised units)"
+        fig = seed_bands(predictions, grid, data=(data.x_train.cpu(), data.y_train.cpu()),
+                         r_hat=function_space_summary(model, chains.draws, grid),
+                         title=f"{config.name}: {len(seeds)} VI fits{units}")
+        files.append(save_figure(fig, out / "seed_bands.png"))
+    return files
 
 
 _COMMANDS = {"run": _run, "evaluate": _evaluate, "predict": _predict, "compare": _compare,

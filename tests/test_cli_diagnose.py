@@ -50,9 +50,13 @@ def test_diagnose_refits_seeds_as_chains(toy_run, tmp_path, capsys):
     assert "refitting toy_regression from seeds [0, 1]" in printed
     r_hat = float(printed.split("function-space R-hat across 2 fits: max ")[1].split()[0])
     assert r_hat >= 1.0  # rank-normalised R-hat of two chains
-    data = (out / "fs_rhat_seeds.png").read_bytes()
-    assert data.startswith(PNG_MAGIC) and len(data) > 5_000
-    assert sorted(p.name for p in out.iterdir()) == sorted([*FIGURES, "fs_rhat_seeds.png"])
+    seed_figures = ["fs_rhat_seeds.png", "seed_bands.png"]
+    for name in seed_figures:
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000, name
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FIGURES, *seed_figures])
+    written = [Path(line).name for line in printed.splitlines() if line.endswith(".png")]
+    assert sorted(written) == sorted([*FIGURES, *seed_figures])
     capsys.readouterr()
     assert main(["diagnose", str(toy_run), "--out", str(out), "--seeds", "3", "3"]) == 2
     assert "at least two different seeds" in capsys.readouterr().err

@@ -11,9 +11,10 @@ from pyro_bbb.config import DATA_ENV
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-CLASSIFICATION = ["reliability.png", "uncertainty.png", "most_uncertain.png",
+CLASSIFICATION = ["reliability.png", "uncertainty.png", "most_uncertain.png", "ood.png",
                   "snr_histogram.png", "training_curves.png"]
-REGRESSION = ["regression_band.png", "uncertainty.png", "training_curves.png"]
+REGRESSION = ["regression_band.png", "uncertainty_over_x.png", "uncertainty.png",
+              "training_curves.png"]
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +64,13 @@ def test_classification_run_figures(fashion_run, tmp_path, capsys):
     written = [Path(line) for line in printed.splitlines() if line.endswith(".png")]
     _check_pngs(out, CLASSIFICATION, written)
     assert not (fashion_run / "figures").exists()
+    # the out-of-distribution table: the 64 test images against their shifted copies
+    lines = printed.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.endswith("AUROC (epistemic)"))
+    rows = {line[:14].strip(): line.split() for line in lines[header + 1 : header + 5]}
+    assert list(rows) == ["test (clean)", "rotated 90°", "inverted", "uniform noise"]
+    assert rows["test (clean)"][-1] == "0.500"  # the clean images against themselves
+    assert all(0 <= float(row[-1]) <= 1 for row in rows.values())
 
 
 def test_figures_without_history(toy_run, tmp_path, capsys):
@@ -71,7 +79,8 @@ def test_figures_without_history(toy_run, tmp_path, capsys):
     (run / "checkpoint.pt").write_bytes((toy_run / "checkpoint.pt").read_bytes())
     assert main(["figures", str(run), "--out", str(tmp_path / "f")]) == 0
     names = sorted(p.name for p in _written(capsys))
-    assert names == ["regression_band.png", "uncertainty.png"]  # no history.json: no curves
+    # no history.json: no curves
+    assert names == ["regression_band.png", "uncertainty.png", "uncertainty_over_x.png"]
 
 
 def test_figures_bad_input(toy_run, tmp_path, cli_error):

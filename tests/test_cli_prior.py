@@ -43,6 +43,29 @@ def test_regression_prior_functions(tmp_path, capsys):
     assert printed.splitlines()[0].endswith(f": {MIXTURE}")  # no Gaussian comparisons
 
 
+def test_comparison_spec_prior_functions(tmp_path, capsys):
+    """Notebook 02's prior functions: a comparison spec's model, its [compare] table unused."""
+    out = tmp_path / "compare"
+    assert main(["prior", str(MODELS / "compare_toy.toml"), "--out", str(out),
+                 "--num-draws", "3", "--compare-sigmas", "--threads", "1"]) == 0
+    printed = _check(capsys, out)
+    assert printed.splitlines()[0] == ("prior predictive of compare_toy "
+                                       "(BayesianMLP(1-50-1, relu, Gaussian)): N(0, 1²)")
+
+
+def test_comparison_spec_errors_name_the_spec_problem(tmp_path, cli_error):
+    spec = tmp_path / "bad.toml"
+    spec.write_text((MODELS / "compare_toy.toml").read_text().replace("[compare]\n",
+                                                                      "[compare]\nnonsense = 1\n"))
+    err = cli_error(["prior", str(spec), "--out", str(tmp_path / "o")])
+    assert "unknown key 'nonsense' in [compare]" in err
+    spec.write_text((MODELS / "toy_regression.toml").read_text().replace("[network]",
+                                                                         "[netwrk]"))
+    err = cli_error(["prior", str(spec), "--out", str(tmp_path / "o")])
+    assert str(spec) in err and "netwrk" in err  # the experiment spec's own message
+    assert not (tmp_path / "o").exists()
+
+
 def test_classification_prior_probabilities(tmp_path, capsys):
     out = tmp_path / "fashion"
     assert main(["prior", str(MODELS / "fashion_mnist.toml"), "--out", str(out),

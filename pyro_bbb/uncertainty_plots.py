@@ -1,0 +1,303 @@
+"""Where a fitted network's uncertainty comes from: its split over x (1-D regression), one
+predictive band per independently fitted seed, and out-of-distribution images.
+
+The figures of notebooks 01, 02 and 04 as functions, so that ``pyro-bbb figures`` and ``pyro-bbb
+diagnose --seeds`` draw them too. Every figure function returns a matplotlib Figure and never
+shows it (headless Agg backend when no backend was chosen, as in ``pyro_bbb.plots``); save it with
+``pyro_bbb.plots.save_figure``.
+
+- ``uncertainty_over_x``: aleatoric and epistemic predictive std against a 1-D input;
+- ``chain_predictions`` / ``seed_bands``: the predictive band of each chain (VI fit) and, given
+  ``diagnostics.function_space_summary`` of the same draws, the R-hat of f(x) across them;
+- ``shifted_images`` / ``ood_uncertainties`` / ``ood_summary`` / ``ood_figure``: test images,
+  rotated, inverted and uniform-noise copies, their entropy split, the AUROC of an uncertainty
+  as a detector of the shift, and the figure comparing them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from .likelihoods import RegressionPrediction
+from .plots import _np, _pyplot
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+    from .diagnostics import FunctionSpaceSummary
+
+__all__ = [
+    "uncertainty_over_x",
+    "chain_predictions",
+    "seed_bands",
+    "OOD_KINDS",
+    "shifted_images",
+    "ood_uncertainties",
+    "detection_auroc",
+    "ood_summary",
+    "format_ood_summary",
+    "ood_figure",
+]
+
+
+def _training_range(ax, x_train) -> None:
+    xt = _np(x_train)
+    ax.axvspan(float(xt.min()), float(xt.max()), color="0.9", label="training range")
+
+
+def uncertainty_over_x(
+    x_grid,
+    prediction: RegressionPrediction,
+    *,
+    x_train=None,
+    total: bool = False,
+    log_scale: bool = True,
+    title: str | None = None,
+) -> Figure:
+    """Aleatoric and epistemic predictive std against a 1-D input.
+
+    std(x)² = aleatoric(x)² + epistemic(x)²: aleatoric = √E_w[σ²] is the observation noise,
+    epistemic = √Var_w[f(x; w)] the disagreement between weight draws. ``total`` adds std(x);
+    ``x_train`` shades the training input range; the y-axis is logarithmic unless ``log_scale`` is
+    False.
+    """
+    if not isinstance(prediction, RegressionPrediction):
+        raise ValueError("uncertainty_over_x needs a RegressionPrediction, got "
+                         f"{type(prediction).__name__}")
+    xg = _np(x_grid)
+    curves = {"aleatoric": _np(prediction.aleatoric_std),
+              "epistemic": _np(prediction.epistemic_std)}
+    if total:
+        curves["total"] = _np(prediction.std)
+    if any(len(v) != len(xg) for v in curves.values()):
+        raise ValueError(f"x_grid has {len(xg)} points but the prediction has "
+                         f"{len(curves['aleatoric'])}")
+    order = np.argsort(xg)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for label, values in curves.items():
+        ax.plot(xg[order], values[order], label=label,
+                **({"color": "black", "linestyle": "--"} if label == "total" else {}))
+    if x_train is not None:
+        _training_range(ax, x_train)
+    ax.set_xlabel("x")
+    ax.set_ylabel("std")
+    if log_scale:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def chain_predictions(model, draws_by_chain: Mapping[str, torch.Tensor], x, *,
+                      labels=None, level: float = 0.95) -> dict:
+    """The posterior predictive of each chain: draws of shape (C, S, ...) per site (as
+    ``diagnostics.fit_chains`` returns them) → {label: prediction of chain c's S draws}.
+
+    ``labels`` names the chains (e.g. ``[f"seed {s}" for s in chains.seeds]``; default
+    ``chain 0``, ``chain 1``, …).
+    """
+    from .predict import posterior_predictive
+
+    sizes = {v.shape[0] for v in draws_by_chain.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"the sites disagree on the number of chains: {sorted(sizes)}")
+    count = sizes.pop()
+    labels = [f"chain {c}" for c in range(count)] if labels is None else [str(s) for s in labels]
+    if len(labels) != count:
+        raise ValueError(f"{len(labels)} labels for {count} chains")
+    return {label: posterior_predictive(model, {k: v[c] for k, v in draws_by_chain.items()}, x,
+                                        level=level)
+            for c, label in enumerate(labels)}
+
+
+def seed_bands(
+    predictions: Mapping[str, RegressionPrediction],
+    x_grid,
+    *,
+    data: tuple | None = None,
+    r_hat: FunctionSpaceSummary | None = None,
+    title: str | None = None,
+) -> Figure:
+    """One predictive band per fit (``chain_predictions``) over a 1-D grid; with ``r_hat``
+    (``function_space_summary`` of the same draws at ``x_grid``) a second panel shows the R-hat
+    of f(x) across the fits.
+
+    Each band is the predictive mean and central interval of one fit's draws. Bands that do not
+    overlap, or R-hat above 1.01, mean the fits landed in different places. ``data`` = (x, y)
+    overlays the training points and shades their input range in the R-hat panel.
+    """
+    if not isinstance(predictions, Mapping) or not predictions:
+        raise ValueError("predictions must be a non-empty mapping label → RegressionPrediction")
+    xg = _np(x_grid)
+    order = np.argsort(xg)
+    for label, pred in predictions.items():
+        if not isinstance(pred, RegressionPrediction):
+            raise ValueError(f"predictions[{label!r}] is not a RegressionPrediction")
+        if len(_np(pred.mean)) != len(xg):
+            raise ValueError(f"x_grid has {len(xg)} points but predictions[{label!r}] has "
+                             f"{len(_np(pred.mean))}")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2 if r_hat is not None else 1,
+                             figsize=(10 if r_hat is not None else 5.5, 3.2), squeeze=False)
+    axes = list(axes.flat)
+    for label, pred in predictions.items():
+        axes[0].plot(xg[order], _np(pred.mean)[order], label=label)
+        axes[0].fill_between(xg[order], _np(pred.lower)[order], _np(pred.upper)[order],
+                             alpha=0.15)
+    if data is not None:
+        axes[0].scatter(_np(data[0]), _np(data[1]), s=4, color="tab:red", zorder=3)
+    axes[0].set_xlabel("x")
+    axes[0].set_title("one band per seed")
+    axes[0].legend(fontsize=8)
+    if r_hat is not None:
+        values = r_hat.table["r_hat"].to_numpy(dtype=float)
+        if values.size != len(xg):
+            raise ValueError(f"r_hat holds {values.size} values for {len(xg)} grid points")
+        axes[1].plot(xg[order], values[order])
+        if data is not None:
+            _training_range(axes[1], data[0])
+        axes[1].axhline(1.01, color="tab:red", linestyle="--", linewidth=1, label="1.01")
+        axes[1].set_xlabel("x")
+        axes[1].set_ylabel("R-hat of f(x)")
+        axes[1].set_title("function-space R-hat across seeds")
+        axes[1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------ out of distribution
+
+#: The uncertainty kinds ``ood_uncertainties`` keeps (ClassificationPrediction attributes).
+OOD_KINDS = ("total_entropy", "aleatoric", "epistemic")
+
+
+def _square(x: torch.Tensor) -> int:
+    side = int(round(x.shape[-1] ** 0.5))
+    if x.dim() != 2 or side * side != x.shape[-1]:
+        raise ValueError(f"images must be flattened squares, shape (N, H·W); got {tuple(x.shape)}")
+    return side
+
+
+def shifted_images(x, *, seed: int = 1) -> dict[str, torch.Tensor]:
+    """Flattened square images in [0, 1], shape (N, H·W), and three shifts of them (CPU):
+    rotated by 90°, inverted (1 − pixel), and as many images of uniform noise U(0, 1)
+    (seeded). Keys: ``test (clean)``, ``rotated 90°``, ``inverted``, ``uniform noise``."""
+    x = torch.as_tensor(x).detach().cpu()
+    side = _square(x)
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "test (clean)": x,
+        "rotated 90°": torch.rot90(x.view(-1, side, side), 1, dims=(1, 2)).reshape(x.shape),
+        "inverted": 1.0 - x,
+        "uniform noise": torch.rand(x.shape, generator=generator, dtype=x.dtype),
+    }
+
+
+def ood_uncertainties(model, guide, inputs: Mapping[str, torch.Tensor], *,
+                      num_samples: int = 100, seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
+    """The entropy split of the posterior predictive for each set of inputs: {name: {kind:
+    values per input}} with kinds total_entropy = aleatoric + epistemic (nats; CPU tensors).
+
+    Every set gets the same ``num_samples`` weight draws (the guide sampled with ``seed``), so
+    differences come from the inputs alone.
+    """
+    from .likelihoods import ClassificationPrediction
+    from .predict import predict
+
+    device = next(iter(guide.parameters())).device
+    out = {}
+    for name, x in inputs.items():
+        generator = torch.Generator(device=device).manual_seed(seed)
+        pred = predict(model, guide, torch.as_tensor(x).to(device), num_samples=num_samples,
+                       generator=generator)
+        if not isinstance(pred, ClassificationPrediction):
+            raise ValueError(f"out-of-distribution uncertainties need a classifier, got "
+                             f"{type(pred).__name__}")
+        out[name] = {k: getattr(pred, k).detach().cpu() for k in OOD_KINDS}
+    return out
+
+
+def detection_auroc(scores, reference) -> float:
+    """AUROC of ``scores`` as a detector against ``reference``: P(s > r) + ½ P(s = r) over all
+    pairs (s, r), the probability that a shifted input scores higher than an unshifted one
+    (0.5 is chance, 1 perfect, below 0.5 the shifted inputs score lower)."""
+    s = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
+    r = torch.sort(torch.as_tensor(reference, dtype=torch.float64).reshape(-1)).values
+    if not s.numel() or not r.numel():
+        raise ValueError("scores and reference must be non-empty")
+    below = torch.searchsorted(r, s, right=False).double()  # r < s
+    tied = torch.searchsorted(r, s, right=True).double() - below  # r == s
+    return float((below + 0.5 * tied).sum() / (s.numel() * r.numel()))
+
+
+def ood_summary(uncertainties: Mapping[str, Mapping[str, torch.Tensor]], *,
+                reference: str | None = None, kind: str = "epistemic") -> list[dict]:
+    """One row per input set: the mean of each uncertainty kind and the AUROC of ``kind``
+    against the ``reference`` set (default: the first, the clean test images)."""
+    if not uncertainties:
+        raise ValueError("no input sets")
+    reference = next(iter(uncertainties)) if reference is None else reference
+    if reference not in uncertainties:
+        raise ValueError(f"reference {reference!r} is not one of {list(uncertainties)}")
+    inside = uncertainties[reference][kind]
+    return [{"name": name, **{k: float(torch.as_tensor(v).mean()) for k, v in u.items()},
+             "auroc": detection_auroc(u[kind], inside)} for name, u in uncertainties.items()]
+
+
+def format_ood_summary(rows: list[dict], kind: str = "epistemic") -> str:
+    """``ood_summary`` rows as a text table: mean total, aleatoric, epistemic; AUROC."""
+    lines = [f"{'':>14}  {'total':>7}  {'aleatoric':>9}  {'epistemic':>9}  AUROC ({kind})"]
+    lines += [f"{r['name']:>14}  {r['total_entropy']:7.4f}  {r['aleatoric']:9.4f}  "
+              f"{r['epistemic']:9.4f}  {r['auroc']:.3f}" for r in rows]
+    return "\n".join(lines)
+
+
+def ood_figure(inputs: Mapping[str, torch.Tensor],
+               uncertainties: Mapping[str, Mapping[str, torch.Tensor]], *,
+               kind: str = "epistemic", title: str | None = None) -> Figure:
+    """The first image of every shifted set (all but the first, the reference) and the densities
+    of ``kind`` uncertainty (nats) of every set, on a log scale, over shared bins.
+
+    An uncertainty that detects the shift puts the shifted sets' densities to the right of the
+    reference's (``ood_summary`` gives the AUROC).
+    """
+    if kind not in OOD_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(OOD_KINDS)}, got {kind!r}")
+    if list(inputs) != list(uncertainties):
+        raise ValueError(f"inputs {list(inputs)} and uncertainties {list(uncertainties)} "
+                         "name different sets")
+    shifted = list(inputs.items())[1:]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(shifted) + 1, figsize=(3.5 * (len(shifted) + 1), 3.2),
+                             squeeze=False)
+    axes = list(axes.flat)
+    for ax, (name, x) in zip(axes[:-1], shifted, strict=True):
+        x = torch.as_tensor(x).detach().cpu()
+        side = _square(x)
+        ax.imshow(x[0].view(side, side).numpy(), cmap="gray")
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    top = max(float(torch.as_tensor(u[kind]).max()) for u in uncertainties.values())
+    bins = np.linspace(0, top if top > 0 else 1.0, 40)
+    hist = axes[-1]
+    for name, u in uncertainties.items():
+        hist.hist(_np(u[kind]), bins=bins, histtype="step", linewidth=1.5, label=name,
+                  density=True)
+    hist.set_xlabel(f"{kind} (nats)")
+    hist.set_ylabel("density")
+    hist.set_yscale("log")
+    hist.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
