@@ -6,8 +6,12 @@
 
 Prints JSON: for each network 784-H-H-10 and batch size, the median over ``repeats`` of the mean
 ms per training step (forward, backward, Adam) over ``steps`` steps, after warm-up, with the
-methods taking turns within each repeat, for:
-a deterministic MLP; pyro_bbb's FastELBO engine (fit's default); pyro_bbb's Pyro-trace path;
+methods taking turns within each repeat, all with fit's optimizer (``default_adam``: fused Adam
+where torch has it), for:
+a deterministic MLP (the baseline of ``x_deterministic``; also once with ``torch.optim.Adam``'s
+defaults, the step most deterministic code runs); pyro_bbb's FastELBO engine (fit's default,
+with the CPU allocator setting it applies, which the other methods share in the same process);
+pyro_bbb's Pyro-trace path;
 pyro.infer.Trace_ELBO on the same model and guide; a hand-written eager PyTorch BBB; and, when
 installed, blitz-bayesian-pytorch and bayesian-torch (``make bench`` installs both). Every BBB
 step uses the scale-mixture prior (π=½, σ1=1, σ2=e⁻⁶; bayesian-torch supports only a Gaussian
@@ -61,6 +65,7 @@ from torch import nn
 import pyro_bbb as bbb
 from pyro_bbb.experiment import hardware_string
 from pyro_bbb.infer import FastELBO, resolve_device
+from pyro_bbb.infer.optim import default_adam
 
 PI, SIGMA1, SIGMA2 = 0.5, 1.0, math.exp(-6)
 NUM_DATA = 60_000
@@ -90,8 +95,11 @@ def time_interleaved(steps: dict[str, Callable[[], None]], device, repeats: int,
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def adam_step(params, loss_fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
-    optimizer = torch.optim.Adam(params, lr=1e-3)
+def adam_step(params, loss_fn: Callable[[], torch.Tensor], optimizer=default_adam
+              ) -> Callable[[], None]:
+    """One training step with fit's optimizer (fused Adam where torch has it), for every
+    method alike."""
+    optimizer = optimizer(params, lr=1e-3)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -101,12 +109,17 @@ def adam_step(params, loss_fn: Callable[[], torch.Tensor]) -> Callable[[], None]
     return step
 
 
-def deterministic(sizes, x, y):
+def deterministic(sizes, x, y, optimizer=default_adam):
     layers = []
     for d_in, d_out in zip(sizes[:-1], sizes[1:], strict=True):
         layers += [nn.Linear(d_in, d_out), nn.ReLU()]
     net = nn.Sequential(*layers[:-1]).to(x.device)
-    return adam_step(net.parameters(), lambda: F.cross_entropy(net(x), y))
+    return adam_step(net.parameters(), lambda: F.cross_entropy(net(x), y), optimizer)
+
+
+def deterministic_default_adam(sizes, x, y):
+    """The same network with ``torch.optim.Adam``'s defaults (no fused kernel on the CPU)."""
+    return deterministic(sizes, x, y, lambda params, lr: torch.optim.Adam(params, lr=lr))
 
 
 def pyro_bbb_model(sizes, device):
@@ -205,6 +218,7 @@ def bayesian_torch(sizes, x, y):
 
 METHODS = {
     "deterministic MLP": deterministic,
+    "deterministic MLP, torch.optim.Adam defaults": deterministic_default_adam,
     "pyro_bbb FastELBO (fit default)": pyro_bbb_fast,
     "pyro_bbb Pyro traces": pyro_bbb_traces,
     "pyro Trace_ELBO": pyro_trace_elbo,

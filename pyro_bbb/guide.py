@@ -125,6 +125,10 @@ class MeanFieldGuide(nn.Module):
         """μ per site (unconstrained space)."""
         return {s.name: self.loc[_key(s.name)] for s in self.sites}
 
+    def rhos(self) -> dict[str, torch.Tensor]:
+        """ρ per site (σ = softplus(ρ))."""
+        return {s.name: self.rho[_key(s.name)] for s in self.sites}
+
     def scales(self) -> dict[str, torch.Tensor]:
         """σ = softplus(ρ) per site (unconstrained space)."""
         return {s.name: F.softplus(self.rho[_key(s.name)]) for s in self.sites}

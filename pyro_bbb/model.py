@@ -160,7 +160,11 @@ class BayesianMLP:
         h = x
         for i in range(self.num_layers):
             weight, bias = site_names(i)
-            h = torch.matmul(h, params[weight].transpose(-1, -2)) + params[bias].unsqueeze(-2)
+            w, b = params[weight], params[bias]
+            if w.dim() == 2 and b.dim() == 1:  # one draw: the deterministic layer's kernel
+                h = F.linear(h, w, b)
+            else:
+                h = torch.matmul(h, w.transpose(-1, -2)) + b.unsqueeze(-2)
             if i < self.num_layers - 1:
                 h = act(h)
         return h

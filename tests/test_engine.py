@@ -74,3 +74,81 @@ def test_fast_engine_needs_a_matching_guide():
     with pytest.raises(ValueError, match="engine must be"):
         fit(model, MeanFieldGuide(model), torch.randn(4, 3), torch.randn(4), engine="jit",
             progress=False)
+
+
+@pytest.mark.parametrize("particles", [1, 2])
+def test_fused_groups_equal_the_plain_expressions_on_large_sites(monkeypatch, particles):
+    """Sites large enough for their own fused node and for parallel noise, plus small sites that
+    share one node, under two different priors: same terms and gradients as the plain
+    expressions (Normal(μ, σ).log_prob, prior.log_prob, autograd) on the noise the step drew."""
+    from pyro_bbb.infer import engine
+
+    model = BayesianMLP([300, 256, 3], Categorical(3),
+                        prior=[scale_mixture_prior(), gaussian_prior(0.5)])
+    guide = MeanFieldGuide(model, init_rho=-3.0)
+    x, y = torch.randn(16, 300), torch.randint(0, 3, (16,))
+    draws, draw = [], engine.standard_normal
+    monkeypatch.setattr(engine, "standard_normal",
+                        lambda shape, like: draws.append(draw(shape, like)) or draws[-1])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the parallel noise path
+    try:
+        elbo = FastELBO(model, guide, particles)
+        fast, fast_grads = terms_and_grads(lambda: elbo(x, y, 100), guide, 3)
+    finally:
+        torch.set_num_threads(threads)
+    priors, groups, others = elbo._plan(torch.device("cpu"))
+    assert not others and [len(sites) for _, sites in groups] == [1, 1, 2]
+    assert len(draws) == len(groups)
+
+    params, log_q, log_p = {}, 0.0, 0.0
+    for (_, sites), eps in zip(groups, draws, strict=True):
+        offset = 0
+        for site in sites:
+            n = site.shape.numel()
+            noise = eps[:, offset:offset + n].reshape(particles, *site.shape)
+            offset += n
+            loc, scale = guide.locs()[site.name], guide.scales()[site.name]
+            value = loc + scale * noise
+            log_q = log_q + torch.distributions.Normal(loc, scale).log_prob(value).sum()
+            log_p = log_p + priors[site.name].log_prob(value).sum()
+            params[site.name] = value
+    log_lik = model.likelihood.log_prob(model.network(x, params), y, params).sum()
+    data, complexity = -100 / 16 * log_lik / particles, (log_q - log_p) / particles
+    grads = torch.autograd.grad(data + 0.7 * complexity, list(guide.parameters()))
+    torch.testing.assert_close(fast.data, data, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(fast.complexity, complexity, rtol=1e-5, atol=0.5)
+    for got, want in zip(fast_grads, grads, strict=True):  # float32 rounding of sums
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * want.abs().max().item())
+
+
+@pytest.mark.parametrize("prior", [scale_mixture_prior(), scale_mixture_prior(0.25, 2.0, 1e-3),
+                                   gaussian_prior(0.3)])
+def test_fused_prior_gives_the_log_density_and_its_slope(prior):
+    from pyro_bbb.infer.fused_site import fused_prior
+
+    # tiny, typical and large weights (the mixture's narrow component clamps at large |w|)
+    w = torch.cat([torch.linspace(-0.01, 0.01, 51), torch.randn(200), torch.tensor([-30., 30.])])
+    w.requires_grad_(True)
+    log_prob = prior.log_prob(w)
+    (slope_want,) = torch.autograd.grad(log_prob.sum(), w)
+    total, slope = fused_prior(prior)(w.detach())
+    torch.testing.assert_close(total, log_prob.sum(), rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(slope, slope_want, rtol=1e-4, atol=1e-4)
+
+
+def test_priors_without_a_fused_form_take_the_plain_path():
+    from pyro_bbb.infer.fused_site import fused_prior
+
+    assert fused_prior(torch.distributions.Laplace(0.0, 1.0)) is None
+    assert fused_prior(gaussian_prior(1.0).expand([3])) is None
+    learned = torch.tensor(1.0, requires_grad=True)
+    assert fused_prior(pyro.distributions.Normal(0.0, learned)) is None
+
+
+def test_one_draw_network_uses_two_dimensional_weights_like_a_particle_dimension():
+    model = BayesianMLP([5, 7, 3], Categorical(3))
+    params = {name: torch.randn(shape) for name, shape in model.site_shapes().items()}
+    x = torch.randn(4, 5)
+    batched = model.network(x, {n: v.unsqueeze(0) for n, v in params.items()})
+    torch.testing.assert_close(model.network(x, params), batched[0])
