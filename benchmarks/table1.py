@@ -45,8 +45,7 @@ from pyro_bbb.experiment import (
 from pyro_bbb.guide import MeanFieldGuide
 from pyro_bbb.infer import fit
 from pyro_bbb.infer.methods import run_deterministic, run_mc_dropout
-from pyro_bbb.metrics import accuracy
-from pyro_bbb.predict import posterior_predictive
+from pyro_bbb.predict import predictive_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("sgd", "dropout", "bbb_gaussian", "bbb_mixture")
@@ -102,12 +101,11 @@ def run_bbb(args, method: str, width: int) -> dict:
     curve: list[dict] = []
 
     def track(record) -> None:  # a 10-draw predictive each epoch, off the training RNG stream
-        with torch.random.fork_rng(), torch.no_grad():
-            draws = guide.sample_posterior(TRACK_SAMPLES)
-            probs = posterior_predictive(model, draws, data.x_test).probs
+        acc = predictive_accuracy(model, guide, data.x_test, data.y_test,
+                                  num_samples=TRACK_SAMPLES)
         seconds = sum(r["epoch_seconds"] for r in curve) + record.seconds
         curve.append({"epoch": record.epoch + 1, "epoch_seconds": record.seconds,
-                      "train_seconds": seconds, "test_accuracy": accuracy(probs, data.y_test)})
+                      "train_seconds": seconds, "test_accuracy": acc})
 
     t = config.training
     fitted = fit(model, guide, data.x_train, data.y_train, epochs=t.epochs,

@@ -24,8 +24,7 @@ from pyro_bbb.config import apply_overrides, load_config
 from pyro_bbb.experiment import build_model, hardware_string, json_safe, load_data
 from pyro_bbb.guide import MeanFieldGuide
 from pyro_bbb.infer import fit
-from pyro_bbb.metrics import accuracy
-from pyro_bbb.predict import posterior_predictive
+from pyro_bbb.predict import predictive_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,10 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     curve: list[dict] = []
 
     def track(record) -> None:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            probs = posterior_predictive(model, guide.sample_posterior(10),
-                                         data.x_test.to(next(guide.parameters()).device)).probs
-        acc = accuracy(probs.cpu(), data.y_test)
+        acc = predictive_accuracy(model, guide, data.x_test, data.y_test, num_samples=10)
         seconds = (curve[-1]["train_seconds"] if curve else 0.0) + record.seconds
         curve.append({"epoch": record.epoch + 1, "train_seconds": seconds, "test_accuracy": acc})
         print(f"epoch {record.epoch + 1}: {seconds:.1f} s of training, test accuracy {acc:.4f}",

@@ -82,7 +82,7 @@ from .config import (
 from .infer import NonFiniteLossError
 from .infer.distributed import is_main_process
 from .infer.fit import TrainingInterrupted
-from .plots import DEFAULT_PRIOR_SIGMAS
+from .prior_plots import DEFAULT_PRIOR_SIGMAS
 
 __all__ = ["main", "build_parser"]
 
@@ -682,7 +682,7 @@ def _figures(args) -> int:
 
 
 def _prior(args) -> int:
-    from . import plots
+    from . import plots, prior_plots
     from .experiment import build_model, load_data, new_run_dir
 
     config = _spec_or_comparison(args.spec)
@@ -694,7 +694,7 @@ def _prior(args) -> int:
         raise ValueError(f"the prior predictive plot of a regression spec needs 1-D inputs; "
                          f"{config.name} has {model.input_size} input features")
     sigmas = DEFAULT_PRIOR_SIGMAS if args.compare_sigmas is None else args.compare_sigmas
-    models = plots.prior_variants(model, sigmas)
+    models = prior_plots.prior_variants(model, sigmas)
     out = args.out if args.out is not None else new_run_dir(f"{config.name}-prior")
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"output folder {out} exists and is not a folder")
@@ -704,13 +704,13 @@ def _prior(args) -> int:
         xs = torch.cat([data.x_train[:, 0], data.x_test[:, 0]])
         grid = torch.linspace(float(xs.min()), float(xs.max()), 200)
         num_draws = args.num_draws or 20
-        fig = plots.prior_predictive_functions(
+        fig = prior_plots.prior_predictive_functions(
             models, grid, num_draws, seed=config.seed, data=(data.x_train, data.y_train),
             title=f"{config.name}: {num_draws} functions per prior{units}")
     else:
         x = data.x_train[: args.num_inputs]
         num_draws = args.num_draws or 50
-        fig = plots.prior_class_probabilities(
+        fig = prior_plots.prior_class_probabilities(
             models, x, num_draws, seed=config.seed,
             title=f"{config.name}: max class probability of {num_draws} prior draws × "
             f"{x.shape[0]} training inputs (dotted: uniform)")

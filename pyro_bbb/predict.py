@@ -13,8 +13,11 @@ from dataclasses import fields
 import torch
 
 from .inputs import as_features, as_targets
+from .likelihoods import Bernoulli, Categorical
+from .metrics import accuracy
 
-__all__ = ["predict", "posterior_predictive", "log_likelihood", "default_chunk_size"]
+__all__ = ["predict", "posterior_predictive", "log_likelihood", "predictive_accuracy",
+           "default_chunk_size"]
 
 _CHUNK_ELEMENTS = 2**24  # floats of activations per chunk (64 MiB in float32)
 
@@ -116,3 +119,26 @@ def predict(
     """Draw ``num_samples`` weights from the guide and summarise the posterior predictive."""
     samples = guide.sample_posterior(num_samples, generator=generator)
     return posterior_predictive(model, samples, x, chunk_size=chunk_size, level=level)
+
+
+def predictive_accuracy(
+    model, guide, x, y, *, num_samples: int = 10, seed: int | None = None
+) -> float:
+    """Accuracy of a ``num_samples``-draw posterior predictive: the fraction of points n with
+    argmax_c p̄(y=c | x_n) = y_n, where p̄ = (1/S) Σ_s p(y | x_n, w_s) and w_s ~ q(w).
+
+    Made for tracking test accuracy in a ``fit`` callback: torch's global RNG (CPU, and the
+    guide's CUDA device) is forked, so training goes on with the random stream it would have had
+    without the check. ``seed`` draws from a fresh generator; None draws from the forked global
+    stream. Needs a classifier (Categorical or Bernoulli likelihood); ``y`` holds integer
+    class labels.
+    """
+    if not isinstance(model.likelihood, (Categorical, Bernoulli)):
+        raise ValueError("predictive_accuracy needs a classifier, got a "
+                         f"{type(model.likelihood).__name__} likelihood")
+    device = next(guide.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+            torch.no_grad():
+        generator = None if seed is None else torch.Generator(device).manual_seed(seed)
+        probs = predict(model, guide, x, num_samples=num_samples, generator=generator).probs
+    return accuracy(probs.cpu(), y.cpu() if torch.is_tensor(y) else y)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_bbb import plots
+from pyro_bbb import plots, prior_plots
 from pyro_bbb.likelihoods import RegressionPrediction
 from pyro_bbb.metrics import reliability_curve
 
@@ -288,19 +288,19 @@ def _band_widths(ax):
 def test_prior_function_draws_known_answer_for_linear_regression():
     # f(x) = w x + b with w, b ~ N(0, σ²) iid: f(x) ~ N(0, σ² (1 + x²))
     sigma, grid = 0.5, torch.linspace(-2, 2, 9)
-    f = plots.prior_function_draws(_regressor(sigma, (1, 1)), grid, 20000, seed=0)
+    f = prior_plots.prior_function_draws(_regressor(sigma, (1, 1)), grid, 20000, seed=0)
     assert f.shape == (20000, 9)
     expected = sigma * torch.sqrt(1 + grid**2)
     assert f.std(0) == pytest.approx(expected.tolist(), rel=0.03)
     assert f.mean(0).abs().max() < 0.05
     # the plotted band is the central 95% of f: ±1.96 σ √(1 + x²)
-    fig = plots.prior_predictive_functions({"linear": _regressor(sigma, (1, 1))}, grid, 5,
-                                           band_draws=20000)
+    fig = prior_plots.prior_predictive_functions({"linear": _regressor(sigma, (1, 1))}, grid, 5,
+                                                 band_draws=20000)
     assert _band_widths(fig.axes[0]) == pytest.approx((2 * 1.96 * expected).tolist(), rel=0.04)
 
 
 def test_tiny_gaussian_prior_gives_nearly_constant_zero_functions():
-    f = plots.prior_function_draws(_regressor(1e-4), torch.linspace(-1, 2, 50), 30, seed=1)
+    f = prior_plots.prior_function_draws(_regressor(1e-4), torch.linspace(-1, 2, 50), 30, seed=1)
     assert f.abs().max() < 1e-3  # f ≈ the last bias, O(σ)
     assert (f.max(1).values - f.min(1).values).max() < 1e-6  # flat in x: O(σ²) and smaller
 
@@ -310,8 +310,9 @@ def test_prior_predictive_functions_panels_lines_and_band_widening(tmp_path):
     models = {f"σ={s}": _regressor(s) for s in (0.3, 1.0, 3.0)}
     models["mixture"] = _regressor()
     x_train = torch.linspace(0, 0.5, 15)
-    fig = plots.prior_predictive_functions(models, grid, num_draws=7, band_draws=300,
-                                           data=(x_train, torch.sin(x_train)), title="prior")
+    fig = prior_plots.prior_predictive_functions(models, grid, num_draws=7, band_draws=300,
+                                                 data=(x_train, torch.sin(x_train)),
+                                                 title="prior")
     axes = fig.axes
     assert len(axes) == 4 and fig._suptitle.get_text() == "prior"
     assert [ax.get_title().split("\n")[0] for ax in axes] == list(models)
@@ -326,7 +327,7 @@ def test_prior_predictive_functions_panels_lines_and_band_widening(tmp_path):
     assert widths[2] > 10 * widths[0]
     assert f"{widths[1]:.3g}" in axes[1].get_title()
     # the lines are the first draws of the band's draws, for every model from the same seed
-    f = plots.prior_function_draws(models["σ=1.0"], grid, 300, seed=0)[:7]
+    f = prior_plots.prior_function_draws(models["σ=1.0"], grid, 300, seed=0)[:7]
     ys = torch.tensor(np.array([line.get_ydata() for line in axes[1].lines]))
     assert torch.allclose(ys, f)
     _saved_png(fig, tmp_path / "prior_functions.png")
@@ -335,7 +336,7 @@ def test_prior_predictive_functions_panels_lines_and_band_widening(tmp_path):
 def test_prior_predictive_functions_sorts_the_grid_and_takes_one_model():
     model = _regressor(1.0)
     grid = torch.tensor([0.5, -1.0, 2.0, 0.0])
-    fig = plots.prior_predictive_functions(model, grid, num_draws=3, band_draws=50)
+    fig = prior_plots.prior_predictive_functions(model, grid, num_draws=3, band_draws=50)
     (ax,) = fig.axes
     assert list(ax.lines[0].get_xdata()) == [-1.0, 0.0, 0.5, 2.0]
     assert ax.get_title().startswith("N(0, 1²)")
@@ -344,45 +345,45 @@ def test_prior_predictive_functions_sorts_the_grid_and_takes_one_model():
 def test_prior_draws_are_seeded_and_leave_the_global_rng_alone():
     model, grid = _regressor(), torch.linspace(0, 1, 11)
     state = torch.get_rng_state()
-    a = plots.prior_function_draws(model, grid, 5, seed=3)
+    a = prior_plots.prior_function_draws(model, grid, 5, seed=3)
     assert torch.equal(torch.get_rng_state(), state)
-    assert torch.equal(a, plots.prior_function_draws(model, grid, 5, seed=3))
-    assert not torch.equal(a, plots.prior_function_draws(model, grid, 5, seed=4))
-    figs = [plots.prior_predictive_functions(model, grid, 4, band_draws=20, seed=7)
+    assert torch.equal(a, prior_plots.prior_function_draws(model, grid, 5, seed=3))
+    assert not torch.equal(a, prior_plots.prior_function_draws(model, grid, 5, seed=4))
+    figs = [prior_plots.prior_predictive_functions(model, grid, 4, band_draws=20, seed=7)
             for _ in range(2)]
     lines = [[tuple(line.get_ydata()) for line in fig.axes[0].lines] for fig in figs]
     assert lines[0] == lines[1]
     x = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
-    p = plots.prior_probability_draws(_classifier(1.0), x, 4, seed=2)
-    assert torch.equal(p, plots.prior_probability_draws(_classifier(1.0), x, 4, seed=2))
+    p = prior_plots.prior_probability_draws(_classifier(1.0), x, 4, seed=2)
+    assert torch.equal(p, prior_plots.prior_probability_draws(_classifier(1.0), x, 4, seed=2))
 
 
 def test_prior_predictive_functions_bad_input():
     model, grid = _regressor(1.0), torch.linspace(0, 1, 5)
     with pytest.raises(ValueError, match="x_grid must be a 1-D grid"):
-        plots.prior_predictive_functions(model, torch.zeros(5, 2))
+        prior_plots.prior_predictive_functions(model, torch.zeros(5, 2))
     with pytest.raises(ValueError, match="x_grid must be a 1-D grid"):
-        plots.prior_function_draws(model, torch.zeros(1), 3)
+        prior_plots.prior_function_draws(model, torch.zeros(1), 3)
     with pytest.raises(ValueError, match="x_grid must be finite"):
-        plots.prior_predictive_functions(model, torch.tensor([0.0, float("nan")]))
+        prior_plots.prior_predictive_functions(model, torch.tensor([0.0, float("nan")]))
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="num_draws must be a positive int"):
-            plots.prior_predictive_functions(model, grid, num_draws=bad)
+            prior_plots.prior_predictive_functions(model, grid, num_draws=bad)
     with pytest.raises(ValueError, match="band_draws must be a positive int"):
-        plots.prior_predictive_functions(model, grid, band_draws=0)
+        prior_plots.prior_predictive_functions(model, grid, band_draws=0)
     with pytest.raises(ValueError, match="level must be in"):
-        plots.prior_predictive_functions(model, grid, level=1.0)
+        prior_plots.prior_predictive_functions(model, grid, level=1.0)
     with pytest.raises(ValueError, match="one input and one output"):
-        plots.prior_predictive_functions(_regressor(1.0, (2, 5, 1)), grid)
+        prior_plots.prior_predictive_functions(_regressor(1.0, (2, 5, 1)), grid)
     with pytest.raises(ValueError, match="non-empty mapping"):
-        plots.prior_predictive_functions({}, grid)
+        prior_plots.prior_predictive_functions({}, grid)
     with pytest.raises(ValueError, match="is not a BayesianMLP"):
-        plots.prior_predictive_functions({"a": "model"}, grid)
+        prior_plots.prior_predictive_functions({"a": "model"}, grid)
 
 
 def test_prior_variants_compare_the_models_prior_with_gaussians():
     model = _regressor()
-    variants = plots.prior_variants(model, sigmas=(0.1, 3))
+    variants = prior_plots.prior_variants(model, sigmas=(0.1, 3))
     assert list(variants) == ["scale mixture (π=0.5, σ1=1, σ2=0.00248)", "N(0, 0.1²)",
                               "N(0, 3²)"]
     assert variants["scale mixture (π=0.5, σ1=1, σ2=0.00248)"] is model
@@ -391,10 +392,10 @@ def test_prior_variants_compare_the_models_prior_with_gaussians():
     assert other.likelihood is model.likelihood
     assert float(other.priors[0].scale) == 3.0
     # the model's own Gaussian prior is not repeated
-    assert list(plots.prior_variants(_regressor(1.0), sigmas=(1.0, 2.0))) == ["N(0, 1²)",
-                                                                             "N(0, 2²)"]
+    assert list(prior_plots.prior_variants(_regressor(1.0), sigmas=(1.0, 2.0))) == [
+        "N(0, 1²)", "N(0, 2²)"]
     with pytest.raises(ValueError, match="sigma must be a positive"):
-        plots.prior_variants(model, sigmas=(0.0,))
+        prior_plots.prior_variants(model, sigmas=(0.0,))
 
 
 def test_prior_probability_draws_known_answers():
@@ -402,16 +403,16 @@ def test_prior_probability_draws_known_answers():
 
     x = torch.randn(20, 3, generator=torch.Generator().manual_seed(0))
     model = _classifier(2.0)
-    p = plots.prior_probability_draws(model, x, 6, seed=5)
+    p = prior_plots.prior_probability_draws(model, x, 6, seed=5)
     assert p.shape == (6, 20, 4)
     expected = torch.softmax(model.network(x, sample_prior(model, 6, seed=5)), -1)
     assert torch.allclose(p, expected)
     # a tiny prior: every network predicts the uniform distribution
-    tiny = plots.prior_probability_draws(_classifier(1e-5), x, 6)
+    tiny = prior_plots.prior_probability_draws(_classifier(1e-5), x, 6)
     assert torch.allclose(tiny, torch.full_like(tiny, 0.25), atol=1e-4)
     # Bernoulli: (1 − σ(f), σ(f)) as two columns
     binary = _classifier(1.0, (3, 5, 1), bernoulli=True)
-    pb = plots.prior_probability_draws(binary, x, 4, seed=1)
+    pb = prior_plots.prior_probability_draws(binary, x, 4, seed=1)
     f = binary.network(x, sample_prior(binary, 4, seed=1))
     assert pb.shape == (4, 20, 2) and torch.allclose(pb[..., 1:], torch.sigmoid(f))
     assert torch.allclose(pb.sum(-1), torch.ones(4, 20))
@@ -421,7 +422,8 @@ def test_prior_probability_draws_known_answers():
 def test_prior_class_probabilities(tmp_path, statistic):
     x = torch.randn(30, 3, generator=torch.Generator().manual_seed(0))
     models = {"tiny": _classifier(1e-4), "wide": _classifier(5.0)}
-    fig = plots.prior_class_probabilities(models, x, num_draws=20, statistic=statistic, bins=12)
+    fig = prior_plots.prior_class_probabilities(models, x, num_draws=20, statistic=statistic,
+                                                bins=12)
     tiny, wide = fig.axes
     assert [tiny.get_title(), wide.get_title()] == ["tiny", "wide"]
     assert all(len(ax.patches) == 2 * 12 for ax in fig.axes)  # two histograms over shared bins
@@ -448,15 +450,15 @@ def test_prior_class_probabilities(tmp_path, statistic):
 def test_prior_class_probabilities_bad_input():
     x = torch.zeros(5, 3)
     with pytest.raises(ValueError, match="need a classifier"):
-        plots.prior_class_probabilities(_regressor(1.0, (3, 4, 1)), x)
+        prior_plots.prior_class_probabilities(_regressor(1.0, (3, 4, 1)), x)
     with pytest.raises(ValueError, match=r"inputs must have shape \(N, 3\)"):
-        plots.prior_class_probabilities(_classifier(1.0), torch.zeros(5, 2))
+        prior_plots.prior_class_probabilities(_classifier(1.0), torch.zeros(5, 2))
     with pytest.raises(ValueError, match="num_draws must be a positive int"):
-        plots.prior_class_probabilities(_classifier(1.0), x, num_draws=0)
+        prior_plots.prior_class_probabilities(_classifier(1.0), x, num_draws=0)
     with pytest.raises(ValueError, match="statistic must be one of"):
-        plots.prior_class_probabilities(_classifier(1.0), x, statistic="margin")
+        prior_plots.prior_class_probabilities(_classifier(1.0), x, statistic="margin")
     with pytest.raises(ValueError, match="bins must be a positive int"):
-        plots.prior_class_probabilities(_classifier(1.0), x, bins=0)
+        prior_plots.prior_class_probabilities(_classifier(1.0), x, bins=0)
     with pytest.raises(ValueError, match="disagree on the number of classes"):
-        plots.prior_class_probabilities({"a": _classifier(1.0), "b": _classifier(1.0, (3, 2))},
-                                        x)
+        prior_plots.prior_class_probabilities({"a": _classifier(1.0),
+                                               "b": _classifier(1.0, (3, 2))}, x)

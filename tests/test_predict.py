@@ -19,7 +19,7 @@ from pyro_bbb import (
     predict,
 )
 from pyro_bbb.likelihoods import mixture_quantile
-from pyro_bbb.predict import default_chunk_size
+from pyro_bbb.predict import default_chunk_size, predictive_accuracy
 
 # the module, not the function pyro_bbb.predict that shadows it as a package attribute
 predict_module = sys.modules[default_chunk_size.__module__]
@@ -241,3 +241,33 @@ def test_default_chunk_size_keeps_activations_under_the_budget(monkeypatch):
     assert _largest(alloc) <= max(4096, N * 4)
     torch.testing.assert_close(pred.probs,
                                posterior_predictive(model, draws, x, chunk_size=N).probs)
+
+
+def test_predictive_accuracy_known_answers_and_the_global_rng_untouched():
+    model = BayesianMLP([2, 2], Categorical(2))
+    guide = MeanFieldGuide(model, init_rho=-30.0)  # σ ≈ 1e-13: every draw is the mean
+    with torch.no_grad():
+        guide.loc["layer0__weight"].copy_(10 * torch.eye(2))  # logits 10 x: argmax of x
+        guide.loc["layer0__bias"].zero_()
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, -1.0], [-1.0, 3.0]])
+    y = x.argmax(-1)
+    state = torch.get_rng_state()
+    assert predictive_accuracy(model, guide, x, y) == 1.0
+    assert predictive_accuracy(model, guide, x, 1 - y, num_samples=3, seed=0) == 0.0
+    assert predictive_accuracy(model, guide, x, torch.tensor([0, 1, 1, 0])) == 0.5
+    assert torch.equal(torch.get_rng_state(), state)
+    # a wide guide: seeded draws repeat, and unseeded ones come from the (forked) global stream
+    noisy_model, noisy = classifier(init_rho=1.0)
+    xs, ys = torch.randn(40, 4), torch.randint(0, 3, (40,))
+    assert (predictive_accuracy(noisy_model, noisy, xs, ys, seed=3)
+            == predictive_accuracy(noisy_model, noisy, xs, ys, seed=3))
+    torch.manual_seed(5)
+    first = predictive_accuracy(noisy_model, noisy, xs, ys)
+    torch.manual_seed(5)
+    assert predictive_accuracy(noisy_model, noisy, xs, ys) == first
+
+
+def test_predictive_accuracy_needs_a_classifier():
+    model = BayesianMLP([1, 1], Gaussian(noise=0.1))
+    with pytest.raises(ValueError, match="needs a classifier, got a Gaussian likelihood"):
+        predictive_accuracy(model, MeanFieldGuide(model), torch.zeros(3, 1), torch.zeros(3))
