@@ -41,6 +41,7 @@ class _Worker:
         self.pid = os.getpid()
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="pyro_bbb-noise")
         self.generators = (torch.Generator(), torch.Generator())
+        self.lock = threading.Lock()
 
 
 _worker: _Worker | None = None
@@ -63,14 +64,15 @@ def standard_normal(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         return out.normal_()
     worker = _get_worker()
     seeds = torch.randint(0, 2**62, (2,)).tolist()  # consumes the global stream
-    first, second = worker.generators
-    first.manual_seed(seeds[0])
-    second.manual_seed(seeds[1])
     flat = out.view(-1)
     half = flat.numel() // 2
-    pending = worker.pool.submit(flat[:half].normal_, generator=first)
-    flat[half:].normal_(generator=second)
-    pending.result()
+    with worker.lock:  # the private generators serve one draw at a time
+        first, second = worker.generators
+        first.manual_seed(seeds[0])
+        second.manual_seed(seeds[1])
+        pending = worker.pool.submit(flat[:half].normal_, generator=first)
+        flat[half:].normal_(generator=second)
+        pending.result()
     return out
 
 
