@@ -170,26 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "reliability, uncertainty histograms, most uncertain images, "
                         "out-of-distribution images, SNR, band, uncertainty over x, training "
                         "curves")
-    fg.add_argument("run_dir", type=Path, metavar="RUN_DIR",
-                    help="run folder written by pyro-bbb run (checkpoint.pt with its spec)")
-    fg.add_argument("--out", type=Path, metavar="DIR",
-                    help="folder for the PNG files (default RUN_DIR/figures; files of the same "
-                    "name are replaced)")
-    fg.add_argument("--num-samples", type=_positive_int, metavar="S",
-                    help="posterior draws for the predictions (default: the spec's "
-                    "evaluation.num_samples)")
+    _add_run_dir_options(fg, "figures", "posterior draws for the predictions")
     _add_threads_option(fg)
 
     dg = sub.add_parser("diagnose", help="ArviZ diagnostics of a run folder's posterior on its "
                         "training data: ppc.png, posterior.png, khat.png and the az.loo summary")
-    dg.add_argument("run_dir", type=Path, metavar="RUN_DIR",
-                    help="run folder written by pyro-bbb run (checkpoint.pt with its spec)")
-    dg.add_argument("--out", type=Path, metavar="DIR",
-                    help="folder for the PNG files (default RUN_DIR/diagnostics; files of the "
-                    "same name are replaced)")
-    dg.add_argument("--num-samples", type=_positive_int, metavar="S",
-                    help="posterior (and prior) draws (default: the spec's "
-                    "evaluation.num_samples)")
+    _add_run_dir_options(dg, "diagnostics", "posterior (and prior) draws")
     dg.add_argument("--max-points", type=_positive_int, default=2000, metavar="N",
                     help="use a random subset of at most N training points (2000), which keeps "
                     "classification data sets fast")
@@ -242,6 +228,17 @@ def _positive_float(text: str) -> float:
     if not (np.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def _add_run_dir_options(parser: argparse.ArgumentParser, folder: str, draws: str) -> None:
+    """RUN_DIR, --out (default RUN_DIR/<folder>) and --num-samples of a run-folder command."""
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                        help="run folder written by pyro-bbb run (checkpoint.pt with its spec)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help=f"folder for the PNG files (default RUN_DIR/{folder}; files of the "
+                        "same name are replaced)")
+    parser.add_argument("--num-samples", type=_positive_int, metavar="S",
+                        help=f"{draws} (default: the spec's evaluation.num_samples)")
 
 
 def _add_threads_option(parser: argparse.ArgumentParser) -> None:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .compare import PARETO_K_THRESHOLD
-from .plots import _np, _pyplot, save_figure
+from .plots import _np, _pyplot, _shade_training_range, save_figure
 
 if TYPE_CHECKING:
     import arviz
@@ -153,9 +153,7 @@ def function_space_rhat_figure(summaries: Mapping[str, FunctionSpaceSummary] | F
     order = xs.argsort() if one_d else None
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     if one_d and x_train is not None:
-        xt = _np(torch.as_tensor(x_train)[:, 0] if torch.as_tensor(x_train).dim() > 1
-                 else x_train)
-        ax.axvspan(float(xt.min()), float(xt.max()), color="0.9", label="training range")
+        _shade_training_range(ax, x_train)
     for name, summary in summaries.items():
         r_hat = summary.table["r_hat"].to_numpy(dtype=float)
         r_hat = r_hat.reshape(n, -1).max(1)  # classification: the worst class per input

@@ -56,6 +56,14 @@ def _np(values) -> np.ndarray:
     return np.asarray(values, dtype=float).reshape(-1)
 
 
+def _shade_training_range(ax, x_train) -> tuple[float, float]:
+    """Shade [min, max] of the 1-D training inputs on ``ax``; return the two edges."""
+    xt = _np(x_train)
+    lo, hi = float(xt.min()), float(xt.max())
+    ax.axvspan(lo, hi, color="0.92", zorder=0, label="training range")
+    return lo, hi
+
+
 def regression_band(
     x_train,
     y_train,
@@ -78,9 +86,7 @@ def regression_band(
     xg, mean, lower, upper = xg[order], mean[order], lower[order], upper[order]
     xt, yt = _np(x_train), _np(y_train)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    lo, hi = float(xt.min()), float(xt.max())
-    ax.axvspan(lo, hi, color="0.92", zorder=0, label="training range")
-    for edge in (lo, hi):
+    for edge in _shade_training_range(ax, xt):
         ax.axvline(edge, color="0.5", linestyle="--", linewidth=0.8)
     ax.fill_between(xg, lower, upper, color="tab:blue", alpha=0.25,
                     label=f"{prediction.level:.0%} predictive interval")

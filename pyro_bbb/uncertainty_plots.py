@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .likelihoods import RegressionPrediction
-from .plots import _np, _pyplot
+from .plots import _np, _pyplot, _shade_training_range
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -42,11 +42,6 @@ __all__ = [
     "format_ood_summary",
     "ood_figure",
 ]
-
-
-def _training_range(ax, x_train) -> None:
-    xt = _np(x_train)
-    ax.axvspan(float(xt.min()), float(xt.max()), color="0.9", label="training range")
 
 
 def uncertainty_over_x(
@@ -83,7 +78,7 @@ def uncertainty_over_x(
         ax.plot(xg[order], values[order], label=label,
                 **({"color": "black", "linestyle": "--"} if label == "total" else {}))
     if x_train is not None:
-        _training_range(ax, x_train)
+        _shade_training_range(ax, x_train)
     ax.set_xlabel("x")
     ax.set_ylabel("std")
     if log_scale:
@@ -162,7 +157,7 @@ def seed_bands(
             raise ValueError(f"r_hat holds {values.size} values for {len(xg)} grid points")
         axes[1].plot(xg[order], values[order])
         if data is not None:
-            _training_range(axes[1], data[0])
+            _shade_training_range(axes[1], data[0])
         axes[1].axhline(1.01, color="tab:red", linestyle="--", linewidth=1, label="1.01")
         axes[1].set_xlabel("x")
         axes[1].set_ylabel("R-hat of f(x)")
