@@ -8,6 +8,7 @@ from .likelihoods import (
     Categorical,
     ClassificationPrediction,
     Gaussian,
+    HeteroscedasticGaussian,
     RegressionPrediction,
 )
 from .model import BayesianMLP
@@ -39,6 +40,7 @@ __all__ = [
     "Categorical",
     "ClassificationPrediction",
     "Gaussian",
+    "HeteroscedasticGaussian",
     "RegressionPrediction",
     "BayesianMLP",
     "log_likelihood",

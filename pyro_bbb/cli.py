@@ -7,7 +7,8 @@ the figures of a run, check what a spec's prior implies before fitting.
     pyro-bbb evaluate CHECKPOINT [--spec SPEC.toml] [--set key=value ...] [--output FILE.json]
     pyro-bbb predict CHECKPOINT --input FILE.csv|.npy [--output FILE.csv] [--num-samples S]
     pyro-bbb compare SPEC.toml [--methods bbb nuts ...] [--out DIR] [--set key=value ...]
-    pyro-bbb uci --data-dir FOLDER [--splits 0 1 ...] [--methods bbb ...] [--epochs N] [--out DIR]
+    pyro-bbb uci --data-dir FOLDER [--splits 0 1 ...] [--methods bbb ...] [--epochs N]
+                 [--noise homoscedastic|heteroscedastic] [--out DIR]
     pyro-bbb figures RUN_DIR [--out DIR] [--num-samples S]
     pyro-bbb diagnose RUN_DIR [--out DIR] [--num-samples S] [--max-points N] [--seeds 0 1 2 3]
     pyro-bbb prior SPEC.toml [--out DIR] [--num-draws N] [--compare-sigmas 0.1 1 3]
@@ -161,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="default epochs = n_epochs.txt × M (10, as Gal & Ghahramani)")
     uci.add_argument("--num-samples", type=_positive_int, default=100, metavar="S",
                      help="posterior draws for the test predictions (100)")
+    uci.add_argument("--noise", choices=["homoscedastic", "heteroscedastic"],
+                     default="homoscedastic", help="one learned noise σ (the papers' model; "
+                     "default) or σ(x) from a second network output")
     uci.add_argument("--seed", type=int, default=0, help="base seed; split k uses seed + k (0)")
     uci.add_argument("--out", type=Path, help="folder for uci_splits.csv, uci_summary.csv and "
                      "uci.json (must not exist or be empty)")
@@ -551,7 +555,8 @@ def _uci(args) -> int:
     out = args.out
     if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"output folder {out} already exists and is not empty")
-    print(f"UCI benchmark on {args.data_dir}: {', '.join(args.methods)}", flush=True)
+    print(f"UCI benchmark on {args.data_dir}: {', '.join(args.methods)}, {args.noise} noise",
+          flush=True)
 
     def report(row):
         print(f"  {row['method']} split {row['split']}: RMSE {row['rmse']:.4g}, test LL "
@@ -560,7 +565,7 @@ def _uci(args) -> int:
     start = time.perf_counter()
     table = run_uci(args.data_dir, splits=args.splits, methods=args.methods, epochs=args.epochs,
                     epoch_multiplier=args.epoch_multiplier, num_samples=args.num_samples,
-                    seed=args.seed, on_row=report)
+                    noise=args.noise, seed=args.seed, on_row=report)
     seconds = time.perf_counter() - start
     summary = summarize(table)
     print(format_summary(summary))
@@ -571,7 +576,7 @@ def _uci(args) -> int:
         summary.to_csv(out / "uci_summary.csv", index=False)
         meta = {"data_dir": str(args.data_dir),
                 "command": shlex.join(["pyro-bbb", "uci", *sys.argv[2:]]),
-                "methods": list(args.methods), "seconds": seconds,
+                "methods": list(args.methods), "noise": args.noise, "seconds": seconds,
                 "hardware": hardware_string("cpu"),
                 "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "summary": summary.to_dict(orient="records"),

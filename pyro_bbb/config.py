@@ -36,7 +36,7 @@ from .distributions import (
     prior_to_spec,
     scale_mixture_prior,
 )
-from .likelihoods import Bernoulli, Categorical, Gaussian, Likelihood
+from .likelihoods import Bernoulli, Categorical, Gaussian, HeteroscedasticGaussian, Likelihood
 from .model import ACTIVATIONS
 
 if sys.version_info >= (3, 11):
@@ -381,14 +381,15 @@ def _prior_from_table(table: Any, section: str) -> PriorConfig:
         raise ValueError(f"[{section}] {err}") from None
 
 
-_LIKELIHOOD_TASKS = {"gaussian": "regression", "categorical": "classification",
-                     "bernoulli": "classification"}
+_LIKELIHOOD_TASKS = {"gaussian": "regression", "heteroscedastic_gaussian": "regression",
+                     "categorical": "classification", "bernoulli": "classification"}
 
 
 @dataclass(frozen=True)
 class LikelihoodConfig:
     """Observation model. gaussian: fixed ``noise`` or learned (omit it; optional
-    ``noise_prior``); categorical: ``num_classes`` (default: the data's); bernoulli."""
+    ``noise_prior``); heteroscedastic_gaussian: the network outputs mean and noise scale per
+    input; categorical: ``num_classes`` (default: the data's); bernoulli."""
 
     kind: str = "gaussian"
     noise: float | None = None
@@ -421,6 +422,8 @@ class LikelihoodConfig:
         if self.kind == "gaussian":
             prior = None if self.noise_prior is None else self.noise_prior.build()
             return Gaussian(self.noise, prior)
+        if self.kind == "heteroscedastic_gaussian":
+            return HeteroscedasticGaussian()
         if self.kind == "bernoulli":
             return Bernoulli()
         classes = self.num_classes or num_classes

@@ -21,6 +21,7 @@ __all__ = [
     "Categorical",
     "Bernoulli",
     "Gaussian",
+    "HeteroscedasticGaussian",
     "ClassificationPrediction",
     "RegressionPrediction",
     "likelihood_from_spec",
@@ -171,13 +172,15 @@ class Gaussian(Likelihood):
             self._priors[device] = distribution_to(self.noise_prior, device, validate_args=False)
         return {"noise": self._priors[device]}
 
-    def _scale(self, f: torch.Tensor, latents: dict) -> torch.Tensor | float:
+    def loc_scale(self, f: torch.Tensor, latents: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std of y for outputs ``f`` (*batch, N, out), each of shape (*batch, N)."""
+        loc = f.squeeze(-1)
         if self.noise is not None:
-            return self.noise
-        return latents["noise"].unsqueeze(-1)  # (*batch) -> (*batch, 1) against (*batch, N)
+            return loc, torch.full_like(loc, self.noise)
+        return loc, latents["noise"].unsqueeze(-1).expand_as(loc)  # (*batch) -> (*batch, N)
 
     def distribution(self, f, latents):
-        return dist.Normal(f.squeeze(-1), self._scale(f, latents), validate_args=False)
+        return dist.Normal(*self.loc_scale(f, latents), validate_args=False)
 
     def check_targets(self, y):
         y = torch.as_tensor(y, dtype=torch.get_default_dtype())
@@ -189,8 +192,7 @@ class Gaussian(Likelihood):
         return y
 
     def summarize(self, f, latents, level: float = 0.95):
-        locs = f.squeeze(-1)  # (S, N)
-        scales = torch.as_tensor(self._scale(f, latents), dtype=locs.dtype).expand_as(locs)
+        locs, scales = self.loc_scale(f, latents)  # (S, N) each
         mean = locs.mean(0)
         aleatoric = scales.pow(2).mean(0).sqrt()
         epistemic = locs.var(0, unbiased=False).sqrt()
@@ -203,6 +205,30 @@ class Gaussian(Likelihood):
     def spec(self):
         prior = None if self.noise is not None else prior_to_spec(self.noise_prior)
         return {"kind": "gaussian", "noise": self.noise, "noise_prior": prior}
+
+
+class HeteroscedasticGaussian(Gaussian):
+    """y ~ N(f₀, σ(x)²) with σ(x) = softplus(f₁) + ``min_scale``: the network's two outputs are
+    the mean and the (pre-softplus) noise scale of each input, so the noise varies with x. No
+    global latent sites; ``min_scale`` (default 1e-3) keeps σ away from 0."""
+
+    output_size = 2
+
+    def __init__(self, min_scale: float = 1e-3):
+        if not (math.isfinite(min_scale) and min_scale >= 0):
+            raise ValueError(f"HeteroscedasticGaussian: min_scale must be a finite number >= 0, "
+                             f"got {min_scale!r}")
+        super().__init__()
+        self.min_scale = float(min_scale)
+
+    def latent_priors(self, device=None):
+        return {}
+
+    def loc_scale(self, f, latents):
+        return f[..., 0], torch.nn.functional.softplus(f[..., 1]) + self.min_scale
+
+    def spec(self):
+        return {"kind": "heteroscedastic_gaussian", "min_scale": self.min_scale}
 
 
 def mixture_quantile(locs: torch.Tensor, scales: torch.Tensor, q: float, iters: int = 50):
@@ -261,4 +287,7 @@ def likelihood_from_spec(spec: dict) -> Likelihood:
     if kind == "gaussian":
         prior = spec.get("noise_prior")
         return Gaussian(spec.get("noise"), None if prior is None else prior_from_spec(prior))
-    raise ValueError(f"unknown likelihood kind {kind!r}; expected categorical, bernoulli, gaussian")
+    if kind == "heteroscedastic_gaussian":
+        return HeteroscedasticGaussian(float(spec.get("min_scale", 1e-3)))
+    raise ValueError(f"unknown likelihood kind {kind!r}; expected categorical, bernoulli, "
+                     "gaussian, heteroscedastic_gaussian")

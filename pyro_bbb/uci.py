@@ -2,11 +2,12 @@
 
 For every split of a folder in the standard format (see ``pyro_bbb.data.uci``): standardise the
 features and the target with the training split's mean and std, train a network with one hidden
-layer (``n_hidden.txt`` units) and a learned homoscedastic Gaussian noise, predict the test set with
-S posterior draws, and report in the ORIGINAL target units
+layer (``n_hidden.txt`` units) and a learned Gaussian noise — homoscedastic (one σ with a prior,
+the papers' model) or heteroscedastic (σ(x) from a second network output), predict the test set
+with S posterior draws, and report in the ORIGINAL target units
 
 - test RMSE of the predictive mean, and
-- test log-likelihood: the Monte Carlo mixture (1/N) Σ_n log (1/S) Σ_s N(y_n | m_sn, σ_s²),
+- test log-likelihood: the Monte Carlo mixture (1/N) Σ_n log (1/S) Σ_s N(y_n | m_sn, σ_sn²),
   which equals the standardised-units value minus log σ_y,
 
 then the mean ± standard error (std / √n_splits) of each over splits, per method.
@@ -30,11 +31,12 @@ import torch
 from .data.uci import PathLike, Standardizer, load_uci_split, num_splits, uci_protocol
 from .distributions import gaussian_prior
 from .infer.methods import _ALIASES, METHODS, run_method
-from .likelihoods import Gaussian
+from .likelihoods import Gaussian, HeteroscedasticGaussian
 from .metrics import mixture_gaussian_log_likelihood, rmse
 from .model import BayesianMLP
 
-__all__ = ["DEFAULT_OPTIONS", "EPOCH_MULTIPLIER", "run_uci", "summarize", "format_summary"]
+__all__ = ["DEFAULT_OPTIONS", "EPOCH_MULTIPLIER", "NOISE_MODELS", "run_uci", "summarize",
+           "format_summary"]
 
 #: Per-method training options for standardised UCI data (small sets, one hidden layer).
 #: ``epochs`` and ``num_samples`` are filled in by ``run_uci``. BBB's lr was picked on
@@ -71,22 +73,33 @@ def _accepts(name: str, option: str) -> bool:
     return option in inspect.signature(METHODS[_canonical(name)]).parameters
 
 
-def build_uci_model(input_size: int, hidden: int, prior=None) -> BayesianMLP:
-    """One hidden ReLU layer, learned homoscedastic noise with a prior for standardised targets."""
-    noise_prior = pyro.distributions.LogNormal(NOISE_PRIOR_LOC, NOISE_PRIOR_SCALE)
-    return BayesianMLP([input_size, hidden, 1], Gaussian(noise=None, noise_prior=noise_prior),
+NOISE_MODELS = ("homoscedastic", "heteroscedastic")
+
+
+def build_uci_model(input_size: int, hidden: int, prior=None, noise: str = "homoscedastic"
+                    ) -> BayesianMLP:
+    """One hidden ReLU layer for standardised targets; ``noise="homoscedastic"``: one learned σ
+    with a LogNormal prior, ``"heteroscedastic"``: σ(x) = softplus(f₁(x)) + 10⁻³."""
+    if noise == "homoscedastic":
+        likelihood = Gaussian(noise=None, noise_prior=pyro.distributions.LogNormal(
+            NOISE_PRIOR_LOC, NOISE_PRIOR_SCALE))
+    elif noise == "heteroscedastic":
+        likelihood = HeteroscedasticGaussian()
+    else:
+        raise ValueError(f"noise must be one of {NOISE_MODELS}, got {noise!r}")
+    return BayesianMLP([input_size, hidden, likelihood.output_size], likelihood,
                        prior=gaussian_prior(1.0) if prior is None else prior)
 
 
 def _evaluate(model, draws: Mapping[str, torch.Tensor], x_test: torch.Tensor,
               y_test: torch.Tensor, scaler: Standardizer) -> tuple[float, float]:
     """(RMSE, mean test log-likelihood) in original target units."""
-    with torch.no_grad():
-        locs = model.network(x_test, draws).squeeze(-1)            # (S, N), standardised
-        noise = draws["noise"] if "noise" in draws else None
-        if noise is None:
-            raise ValueError("the method's draws have no 'noise' site (learned noise expected)")
-        scales = noise.reshape(-1, 1).expand_as(locs)
+    missing = set(model.likelihood.latent_priors()) - set(draws)
+    if missing:
+        raise ValueError(f"the method's draws have no {sorted(missing)} site (learned noise "
+                         "expected)")
+    with torch.no_grad():  # (S, N) each, standardised
+        locs, scales = model.likelihood.loc_scale(model.network(x_test, draws), draws)
         locs_orig = scaler.inverse_target(locs)
         scales_orig = scaler.inverse_scale(scales)
         error = rmse(locs_orig.mean(0), y_test)
@@ -106,6 +119,7 @@ def run_uci(
     num_samples: int = 100,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     prior=None,
+    noise: str = "homoscedastic",
     seed: int = 0,
     on_row: Callable[[dict], None] | None = None,
 ) -> pd.DataFrame:
@@ -113,7 +127,8 @@ def run_uci(
 
     Columns: method, split, rmse, test_ll (original units), train_seconds, epochs, hidden,
     n_train, n_test, y_std. ``epochs`` overrides n_epochs.txt × ``epoch_multiplier``; ``hidden``
-    overrides n_hidden.txt (default 50). ``options`` maps a method name to keyword options that
+    overrides n_hidden.txt (default 50); ``noise`` picks the noise model (``build_uci_model``).
+    ``options`` maps a method name to keyword options that
     update ``DEFAULT_OPTIONS``. Split k uses seed ``seed + k``. ``on_row`` sees each row as done.
     """
     protocol = uci_protocol(folder)
@@ -124,6 +139,8 @@ def run_uci(
             raise ValueError(f"split {s} out of range [0, {total}) for {folder}")
     for name in methods:
         _canonical(name)
+    if noise not in NOISE_MODELS:
+        raise ValueError(f"noise must be one of {NOISE_MODELS}, got {noise!r}")
     if epochs is None:
         epochs = (protocol.n_epochs or 40) * epoch_multiplier
     if epochs < 1:
@@ -144,7 +161,7 @@ def run_uci(
             if _accepts(key, "num_samples"):
                 opts.setdefault("num_samples", num_samples)
             opts.setdefault("seed", seed + s)
-            model = build_uci_model(raw.x_train.shape[1], hidden, prior)
+            model = build_uci_model(raw.x_train.shape[1], hidden, prior, noise)
             pyro.clear_param_store()
             pyro.set_rng_seed(seed + s)
             start = time.perf_counter()

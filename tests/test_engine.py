@@ -9,6 +9,7 @@ from pyro_bbb import (
     Bernoulli,
     Categorical,
     Gaussian,
+    HeteroscedasticGaussian,
     MeanFieldGuide,
     elbo_terms,
     fit,
@@ -22,6 +23,7 @@ CASES = [
     ([4, 6, 3], Categorical(3), scale_mixture_prior(0.25, 0.5, 1e-3), 3),
     ([3, 5, 1], Gaussian(), gaussian_prior(0.7), 4),  # learned noise: a constrained site
     ([3, 1], Gaussian(noise=0.3), scale_mixture_prior(), 2),
+    ([3, 5, 2], HeteroscedasticGaussian(), scale_mixture_prior(), 2),  # σ(x): 2 outputs
     ([3, 4, 4, 1], Bernoulli(), [gaussian_prior(1.0), scale_mixture_prior(),
                                  gaussian_prior(0.3)], 1),
 ]
