@@ -2,7 +2,8 @@
 
     python benchmarks/bandit.py --data ../shared/data/mushroom/agaricus-lepiota.data \\
         --steps 50000 --seeds 0 1 2 --out DIR [--updates-per-step 1] [--update-every 1]
-        [--agents BBB Greedy ...] [--points 1000] [--no-progress]
+        [--buffer-size 4096] [--noise 0.1] [--agents BBB Greedy ...] [--points 1000]
+        [--no-progress]
 
 Runs BBB Thompson sampling, greedy, 1%- and 5%-greedy and the oracle for every seed (within a
 seed all agents meet the same mushrooms and coins) and writes to DIR:
@@ -120,7 +121,8 @@ def thompson_defaults() -> dict:
 def plot_title(summary: dict) -> str:
     settings = summary["settings"]
     return (f"Mushroom bandit, {summary['steps']:,} steps, seeds {summary['seeds']}, "
-            f"{settings['updates_per_step']} update(s) per {settings['update_every']} step(s)")
+            f"{settings['updates_per_step']} update(s) per {settings['update_every']} step(s), "
+            f"replay buffer {settings['replay_buffer']:,}")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -132,6 +134,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--updates-per-step", type=int, default=1,
                         help="gradient steps after every --update-every interactions")
     parser.add_argument("--update-every", type=int, default=1)
+    parser.add_argument("--buffer-size", type=int, default=4096,
+                        help="replay buffer of every learner (>= --steps keeps the whole history)")
+    parser.add_argument("--noise", type=float, default=None,
+                        help="BBB likelihood std in reward_scale units (ThompsonAgent's default)")
     parser.add_argument("--agents", nargs="+", default=None,
                         help="subset of: BBB, Greedy, '1%% Greedy', '5%% Greedy', Oracle")
     parser.add_argument("--points", type=int, default=1000, help="curve points kept in the JSON")
@@ -154,8 +160,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(1)
     data = load_mushroom(args.data)
+    if args.buffer_size < 1 or (args.noise is not None and not args.noise > 0):
+        parser.error("--buffer-size must be >= 1 and --noise > 0")
+    thompson = {} if args.noise is None else {"noise": args.noise}
     agents = default_agents(data, updates_per_step=args.updates_per_step,
-                            update_every=args.update_every)
+                            update_every=args.update_every, buffer_size=args.buffer_size,
+                            **thompson)
     if args.agents:
         unknown = set(args.agents) - set(agents)
         if unknown:
@@ -179,9 +189,11 @@ def main(argv: list[str] | None = None) -> dict:
         "seeds": result.seeds,
         "settings": {
             "network": f"{NUM_MUSHROOM_FEATURES}+2 -> 100 -> 100 -> 1, ReLU",
-            "replay_buffer": 4096, "minibatch": 64, "bbb_weight_samples": 2, "adam_lr": 1e-3,
+            "replay_buffer": args.buffer_size, "minibatch": 64, "bbb_weight_samples": 2,
+            "adam_lr": 1e-3,
             "updates_per_step": args.updates_per_step, "update_every": args.update_every,
-            "bbb": {**thompson_defaults(), "prior": "scale mixture pi=1/2, sigma1=1, sigma2=e^-6"},
+            "bbb": {**thompson_defaults(), **thompson,
+                    "prior": "scale mixture pi=1/2, sigma1=1, sigma2=e^-6"},
         },
         "final_regret": final,
         "final_regret_mean": {k: float(np.mean(v)) for k, v in final.items()},

@@ -481,13 +481,14 @@ class ExperimentResult:
 
 
 def default_agents(data: MushroomData, *, updates_per_step: int = 1, update_every: int = 1,
-                   oracle: bool = True, **thompson_kwargs
+                   buffer_size: int = 4096, oracle: bool = True, **thompson_kwargs
                    ) -> dict[str, Callable[[int], Agent]]:
     """Factories ``seed -> agent`` for the paper's comparison: BBB Thompson sampling, greedy,
-    ε-greedy with ε = 1% and 5%, and (optionally) the oracle. All learners share the replay and
-    update settings; ``thompson_kwargs`` go to ``ThompsonAgent`` only."""
+    ε-greedy with ε = 1% and 5%, and (optionally) the oracle. All learners share the replay
+    buffer and update settings; ``thompson_kwargs`` go to ``ThompsonAgent`` only."""
     width = int(data.features.shape[1])
-    schedule = {"updates_per_step": updates_per_step, "update_every": update_every}
+    schedule = {"updates_per_step": updates_per_step, "update_every": update_every,
+                "buffer_size": buffer_size}
     agents: dict[str, Callable[[int], Agent]] = {
         "BBB": lambda seed: ThompsonAgent(width, seed=seed, **schedule, **thompson_kwargs),
         "Greedy": lambda seed: GreedyAgent(width, seed=seed, **schedule),

@@ -53,3 +53,26 @@ def test_play_repeats_run_experiment(bandit):
         np.testing.assert_array_equal(result.cumulative_regret[name],
                                       expected.cumulative_regret[name])
         assert [len(r.actions) for r in runs[name]] == [60, 60]
+
+
+def test_buffer_size_and_noise_reach_the_agents_and_the_json(bandit, tmp_path, monkeypatch):
+    built = {}
+    original = bandit.default_agents
+
+    def spy(data, **kwargs):
+        agents = original(data, **kwargs)
+        built.update({name: factory(0) for name, factory in agents.items() if name != "Oracle"})
+        return agents
+
+    monkeypatch.setattr(bandit, "default_agents", spy)
+    summary = bandit.main(["--data", str(MUSHROOM_FILE), "--steps", "40", "--seeds", "0",
+                           "--agents", "BBB", "Greedy", "--buffer-size", "30", "--noise", "0.05",
+                           "--points", "10", "--out", str(tmp_path / "out"), "--no-progress"])
+    assert {name: agent.buffer.capacity for name, agent in built.items()} == {
+        "BBB": 30, "Greedy": 30, "1% Greedy": 30, "5% Greedy": 30}
+    assert float(built["BBB"].model.likelihood.noise) == pytest.approx(0.05)
+    assert summary["settings"]["replay_buffer"] == 30
+    assert summary["settings"]["bbb"]["noise"] == 0.05
+    with pytest.raises(SystemExit):
+        bandit.main(["--data", str(MUSHROOM_FILE), "--out", str(tmp_path / "bad"),
+                     "--buffer-size", "0"])

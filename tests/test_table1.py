@@ -73,3 +73,16 @@ def test_a_rerun_reuses_finished_cells(grid):
     cell_files = {p.name: p.read_bytes() for p in (out / "cells").iterdir()}
     assert table1.main(argv) == 0
     assert {p.name: p.read_bytes() for p in (out / "cells").iterdir()} == cell_files
+
+
+def test_pruning_spec_is_the_table1_h1200_mixture_cell():
+    """models/fashion_mnist_1200.toml (what README's pruning command trains) must stay the
+    Table 1 cell whose pruning the README reports."""
+    from pyro_bbb.config import config_to_dict, load_config
+
+    table1 = _table1()
+    cell = config_to_dict(table1.cell_config(table1.build_parser().parse_args([]),
+                                             "bbb_mixture", 1200))
+    spec = config_to_dict(load_config(ROOT / "models" / "fashion_mnist_1200.toml"))
+    assert (cell.pop("name"), spec.pop("name")) == ("table1_bbb_mixture_1200", "fashion_mnist_1200")
+    assert spec == cell
