@@ -266,7 +266,10 @@ class ThompsonAgent(_ReplayLearner):
             like the prior's weights; ``values`` are returned in reward units.
         init_rho: initial ρ of the guide (σ = softplus(ρ) ≈ 0.018 for the default −4).
         buffer_size, batch_size, num_particles, lr: replay buffer 4096, minibatch 64, 2 weight
-            draws per step, Adam 1e-3.
+            draws per step, Adam 1e-3. Over 50,000 steps a buffer that keeps the whole history
+            (``buffer_size=50000``) with ``noise=0.02`` had the lowest regret: with 4096 kept,
+            the evidence against a mushroom no longer eaten leaves the buffer, the posterior
+            widens again and Thompson sampling keeps paying ~0.07 regret per step (README).
         updates_per_step, update_every: gradient steps taken after every ``update_every``
             interactions.
         kl_data: the N of the −ELBO's minibatch scaling: "buffer" (the buffer's fill, at most
