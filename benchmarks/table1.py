@@ -28,6 +28,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pyro
 import torch
 
 from pyro_bbb import __version__
@@ -97,6 +98,7 @@ def run_bbb(args, method: str, width: int) -> dict:
     config = cell_config(args, method, width)
     data = load_data(config)
     model = build_model(config, data.x_train.shape[1])
+    pyro.set_rng_seed(config.seed)  # the guide's initial locs: as run_experiment draws them
     guide = MeanFieldGuide(model, init_rho=config.guide.init_rho)
     curve: list[dict] = []
 

@@ -18,6 +18,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pyro
 import torch
 
 from pyro_bbb.config import apply_overrides, load_config
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     config = apply_overrides(load_config(args.spec), overrides)
     data = load_data(config)
     model = build_model(config, data.x_train.shape[1])
+    pyro.set_rng_seed(config.seed)  # the guide's initial locs: as run_experiment draws them
     guide = MeanFieldGuide(model, init_rho=config.guide.init_rho)
     curve: list[dict] = []
 
