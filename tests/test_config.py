@@ -48,7 +48,8 @@ def _no_data_env(monkeypatch):
 # --------------------------------------------------------------------------- shipped specs
 
 
-@pytest.mark.parametrize("name", ["toy_regression", "fashion_mnist"])
+@pytest.mark.parametrize("name", ["toy_regression", "fashion_mnist", "fashion_mnist_1200",
+                                  "fashion_mnist_e-8"])
 def test_shipped_specs_load_and_round_trip(name):
     config = load_config(MODELS / f"{name}.toml")
     assert config.name == name
