@@ -723,9 +723,8 @@ def _prior(args) -> int:
 
 def _spec_or_comparison(path: Path) -> ExperimentConfig:
     """An experiment spec, or the experiment of a comparison spec (``[compare]`` ignored)."""
-    import tomllib
-
     from .compare import load_compare_spec
+    from .config import tomllib  # tomli before Python 3.11
 
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))

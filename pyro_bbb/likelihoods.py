@@ -172,15 +172,22 @@ class Gaussian(Likelihood):
             self._priors[device] = distribution_to(self.noise_prior, device, validate_args=False)
         return {"noise": self._priors[device]}
 
+    def _loc(self, f: torch.Tensor) -> torch.Tensor:
+        return f.squeeze(-1)
+
+    def _scale(self, f: torch.Tensor, latents: dict) -> torch.Tensor | float:
+        if self.noise is not None:
+            return self.noise
+        return latents["noise"].unsqueeze(-1)  # (*batch) -> (*batch, 1) against (*batch, N)
+
     def loc_scale(self, f: torch.Tensor, latents: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std of y for outputs ``f`` (*batch, N, out), each of shape (*batch, N)."""
-        loc = f.squeeze(-1)
-        if self.noise is not None:
-            return loc, torch.full_like(loc, self.noise)
-        return loc, latents["noise"].unsqueeze(-1).expand_as(loc)  # (*batch) -> (*batch, N)
+        loc = self._loc(f)
+        scale = torch.as_tensor(self._scale(f, latents), dtype=loc.dtype, device=loc.device)
+        return loc, scale.expand_as(loc)
 
-    def distribution(self, f, latents):
-        return dist.Normal(*self.loc_scale(f, latents), validate_args=False)
+    def distribution(self, f, latents):  # the training step: a fixed noise stays a number
+        return dist.Normal(self._loc(f), self._scale(f, latents), validate_args=False)
 
     def check_targets(self, y):
         y = torch.as_tensor(y, dtype=torch.get_default_dtype())
@@ -224,8 +231,11 @@ class HeteroscedasticGaussian(Gaussian):
     def latent_priors(self, device=None):
         return {}
 
-    def loc_scale(self, f, latents):
-        return f[..., 0], torch.nn.functional.softplus(f[..., 1]) + self.min_scale
+    def _loc(self, f):
+        return f[..., 0]
+
+    def _scale(self, f, latents):
+        return torch.nn.functional.softplus(f[..., 1]) + self.min_scale
 
     def spec(self):
         return {"kind": "heteroscedastic_gaussian", "min_scale": self.min_scale}
