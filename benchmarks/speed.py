@@ -10,7 +10,9 @@ methods taking turns within each repeat, all with fit's optimizer (``default_ada
 where torch has it), for:
 a deterministic MLP (the baseline of ``x_deterministic``; also once with ``torch.optim.Adam``'s
 defaults, the step most deterministic code runs); pyro_bbb's FastELBO engine (fit's default,
-with the CPU allocator setting it applies, which the other methods share in the same process);
+with the CPU allocator setting it applies, which the other methods share in the same process;
+on the CPU with its compiled kernel, ``compiled_kernel`` in the JSON, and once with the kernel
+turned off);
 pyro_bbb's Pyro-trace path;
 pyro.infer.Trace_ELBO on the same model and guide; a hand-written eager PyTorch BBB; and, when
 installed, blitz-bayesian-pytorch and bayesian-torch (``make bench`` installs both). Every BBB
@@ -64,7 +66,7 @@ from torch import nn
 
 import pyro_bbb as bbb
 from pyro_bbb.experiment import hardware_string
-from pyro_bbb.infer import FastELBO, resolve_device
+from pyro_bbb.infer import FastELBO, fused_kernel, resolve_device
 from pyro_bbb.infer.optim import default_adam
 
 PI, SIGMA1, SIGMA2 = 0.5, 1.0, math.exp(-6)
@@ -128,10 +130,15 @@ def pyro_bbb_model(sizes, device):
     return model, bbb.MeanFieldGuide(model).to(device)
 
 
-def pyro_bbb_fast(sizes, x, y):
+def pyro_bbb_fast(sizes, x, y, compiled=True):
     model, guide = pyro_bbb_model(sizes, x.device)
-    elbo = FastELBO(model, guide)
+    elbo = FastELBO(model, guide, compiled=compiled)
     return adam_step(guide.parameters(), lambda: elbo(x, y, NUM_DATA).loss)
+
+
+def pyro_bbb_fast_eager(sizes, x, y):
+    """FastELBO with its compiled CPU kernel turned off (the torch-only fused node)."""
+    return pyro_bbb_fast(sizes, x, y, compiled=False)
 
 
 def pyro_bbb_traces(sizes, x, y):
@@ -220,6 +227,7 @@ METHODS = {
     "deterministic MLP": deterministic,
     "deterministic MLP, torch.optim.Adam defaults": deterministic_default_adam,
     "pyro_bbb FastELBO (fit default)": pyro_bbb_fast,
+    "pyro_bbb FastELBO, compiled kernel off": pyro_bbb_fast_eager,
     "pyro_bbb Pyro traces": pyro_bbb_traces,
     "pyro Trace_ELBO": pyro_trace_elbo,
     "hand-written PyTorch BBB": hand_written,
@@ -385,6 +393,7 @@ def main(argv=None) -> int:
         "hardware": hardware_string(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "compiled_kernel": fused_kernel.kernel_for(torch.empty(0, device=device)) is not None,
         "train_step": results,
         "posterior_predictive_S100_N10000_784-400-400-10_ms": round(predictive, 1),
         "predictive_memory": memory,

@@ -116,6 +116,13 @@ class Categorical(Likelihood):
     def distribution(self, f, latents):
         return dist.Categorical(logits=f, validate_args=False)
 
+    def log_prob(self, f, y, latents):
+        """log softmax(f)_y, computed as −cross_entropy (one fused kernel, no distribution)."""
+        labels = y.long().expand(f.shape[:-1]).reshape(-1)
+        nll = torch.nn.functional.cross_entropy(f.reshape(-1, f.shape[-1]), labels,
+                                                reduction="none")
+        return -nll.view(f.shape[:-1])
+
     def check_targets(self, y):
         return _check_labels(y, self.num_classes)
 

@@ -82,20 +82,31 @@ def test_fast_engine_needs_a_matching_guide():
             progress=False)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("particles", [1, 2])
-def test_fused_groups_equal_the_plain_expressions_on_large_sites(monkeypatch, particles):
+def test_fused_groups_equal_the_plain_expressions_on_large_sites(monkeypatch, particles,
+                                                                 compiled):
     """Sites large enough for their own fused node and for parallel noise, plus small sites that
     share one node, under two different priors: same terms and gradients as the plain
-    expressions (Normal(μ, σ).log_prob, prior.log_prob, autograd) on the noise the step drew."""
-    from pyro_bbb.infer import engine
+    expressions (Normal(μ, σ).log_prob, prior.log_prob, autograd) on the noise the step drew,
+    with the compiled kernel (which draws the noise itself) and with the eager path."""
+    from pyro_bbb.infer import engine, fused_kernel
 
     model = BayesianMLP([300, 256, 3], Categorical(3),
                         prior=[scale_mixture_prior(), gaussian_prior(0.5)])
     guide = MeanFieldGuide(model, init_rho=-3.0)
     x, y = torch.randn(16, 300), torch.randint(0, 3, (16,))
-    draws, draw = [], engine.standard_normal
-    monkeypatch.setattr(engine, "standard_normal",
-                        lambda shape, like: draws.append(draw(shape, like)) or draws[-1])
+    draws = []
+    if compiled:  # record the noise the kernel drew
+        assert fused_kernel.load() is not None
+        sample = fused_kernel.sample_sites
+        monkeypatch.setattr(fused_kernel, "sample_sites",
+                            lambda *args: draws.append(sample(*args)) or draws[-1])
+    else:
+        monkeypatch.setenv("PYRO_BBB_COMPILED_KERNEL", "0")
+        draw = engine.standard_normal
+        monkeypatch.setattr(engine, "standard_normal",
+                            lambda shape, like: draws.append(draw(shape, like)) or draws[-1])
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # the parallel noise path
     try:
@@ -103,17 +114,25 @@ def test_fused_groups_equal_the_plain_expressions_on_large_sites(monkeypatch, pa
         fast, fast_grads = terms_and_grads(lambda: elbo(x, y, 100), guide, 3)
     finally:
         torch.set_num_threads(threads)
-    priors, groups, others = elbo._plan(torch.device("cpu"))
-    assert not others and [len(sites) for _, sites in groups] == [1, 1, 2]
+    priors, groups, others = elbo._plan(torch.device("cpu"), compiled)
+    assert not others
+    assert [len(sites) for _, sites in groups] == ([2, 2] if compiled else [1, 1, 2])
     assert len(draws) == len(groups)
+    if compiled:
+        draws = [eps for *_, eps in draws]
 
     params, log_q, log_p = {}, 0.0, 0.0
     for (_, sites), eps in zip(groups, draws, strict=True):
         offset = 0
         for site in sites:
             n = site.shape.numel()
-            noise = eps[:, offset:offset + n].reshape(particles, *site.shape)
-            offset += n
+            if compiled:  # flat, site after site, each (K, n_s)
+                noise = eps[offset:offset + particles * n]
+                offset += particles * n
+            else:  # (K, n) per group
+                noise = eps[:, offset:offset + n]
+                offset += n
+            noise = noise.reshape(particles, *site.shape)
             loc, scale = guide.locs()[site.name], guide.scales()[site.name]
             value = loc + scale * noise
             log_q = log_q + torch.distributions.Normal(loc, scale).log_prob(value).sum()

@@ -13,12 +13,15 @@ Every quantity is the one Pyro computes: for the same random draws the values an
 match ``elbo_terms`` to float tolerance (tests/test_engine.py). No host synchronisation happens
 inside a step on a GPU.
 
-How: the real sites under a constant Normal or scale-mixture prior go through one autograd node
-per group with a hand-written backward (``fused_site``: sampling, log q and log p in about twenty
+How: on the CPU the real sites under a constant Normal or scale-mixture prior go through one
+compiled kernel per prior (``fused_kernel``: noise, sampling, log q and log p in one pass, the
+derivatives in one more), elsewhere (or with ``compiled=False``, or without a C compiler) through
+one autograd node per group with a hand-written backward (``fused_site``: about twenty torch
 passes over the parameters instead of a graph of small ops per site); a single draw gives the
-network 2-D weights (``F.linear``, the deterministic layer's kernel); large noise tensors are
-drawn by two generators in parallel (``noise``), and on the CPU freed memory is kept in the
-process, so the step's large temporaries do not page-fault (``noise.retain_freed_memory``).
+network 2-D weights (``F.linear``, the deterministic layer's kernel); on the eager path large
+noise tensors are drawn by two generators in parallel (``noise``), and on the CPU freed memory is
+kept in the process, so the step's large temporaries do not page-fault
+(``noise.retain_freed_memory``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from pyro.distributions.transforms import biject_to
 
+from . import fused_kernel
 from .elbo import ELBOTerms
 from .fused_site import FusedPrior, fused_prior, sample_sites
 from .noise import PARALLEL_MIN_NUMEL, retain_freed_memory, standard_normal
@@ -54,24 +58,28 @@ class FastELBO:
     """Callable ``(x, y, num_data) -> ELBOTerms`` averaged over ``num_particles`` draws.
 
     Real-valued sites whose prior is a constant Normal or scale mixture are grouped by prior
-    and sampled by one fused autograd node per group (``fused_site``); other sites (a learned
-    noise scale, any other prior) take the unfused expressions above.
+    and sampled by one fused node per group: the compiled CPU kernel (``fused_kernel``) where it
+    applies and ``compiled`` is true, else the torch node (``fused_site``); other sites (a
+    learned noise scale, any other prior) take the unfused expressions above.
     """
 
-    def __init__(self, model, guide, num_particles: int = 1):
+    def __init__(self, model, guide, num_particles: int = 1, compiled: bool = True):
         if not supports_fast_elbo(model, guide):
             raise ValueError("FastELBO needs a BayesianMLP and a MeanFieldGuide built from it")
         self.model, self.guide, self.num_particles = model, guide, num_particles
-        self._plans: dict[torch.device, tuple] = {}
+        self.compiled = compiled
+        self._plans: dict[tuple[torch.device, bool], tuple] = {}
         if all(p.device.type == "cpu" for p in guide.parameters()):
             retain_freed_memory()
 
-    def _plan(self, device: torch.device) -> tuple[dict, list[tuple[FusedPrior, list]], list]:
+    def _plan(self, device: torch.device, compiled: bool
+              ) -> tuple[dict, list[tuple[FusedPrior, list]], list]:
         """Priors on ``device``, the fused groups ``(prior, sites)`` and the other sites.
 
-        A large site is its own group (copying it into a group would cost more than the fixed
+        The compiled kernel takes all sites under one prior in one node. On the eager path a
+        large site is its own group (copying it into a group would cost more than the fixed
         overhead of a node saves); the small sites under one prior share a node."""
-        if device not in self._plans:
+        if (device, compiled) not in self._plans:
             priors = {**self.model.univariate_priors(device),
                       **self.model.likelihood.latent_priors(device)}
             groups: dict[tuple, tuple[FusedPrior, list]] = {}
@@ -81,21 +89,36 @@ class FastELBO:
                 if fused is None:
                     others.append(site)
                     continue
-                own = math.prod(site.shape) >= _OWN_GROUP_NUMEL
+                own = not compiled and math.prod(site.shape) >= _OWN_GROUP_NUMEL
                 groups.setdefault((fused, site.name if own else None), (fused, []))[1].append(site)
-            self._plans[device] = (priors, list(groups.values()), others)
-        return self._plans[device]
+            self._plans[device, compiled] = (priors, list(groups.values()), others)
+        return self._plans[device, compiled]
+
+    def _kernel(self, locs: dict, rhos: dict):
+        """The compiled kernel where it applies: on, float32 contiguous CPU sites."""
+        if not self.compiled:
+            return None
+        like = next(iter(locs.values()))
+        lib = fused_kernel.kernel_for(like)
+        if lib is None or not all(t.is_contiguous() for d in (locs, rhos) for t in d.values()):
+            return None
+        return lib
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, num_data: int | None = None
                  ) -> ELBOTerms:
         k, guide = self.num_particles, self.guide
-        priors, groups, others = self._plan(x.device)
         locs, rhos = guide.locs(), guide.rhos()
+        lib = self._kernel(locs, rhos)
+        priors, groups, others = self._plan(x.device, lib is not None)
         params, log_q, log_p = {}, 0.0, 0.0
-        noise = self._noise(groups, others, locs)
+        noise = self._noise(groups, others, locs, lib is not None)
         for (prior, sites), eps in zip(groups, noise, strict=False):
-            complexity, values = sample_sites(prior, eps, [locs[s.name] for s in sites],
-                                              [rhos[s.name] for s in sites])
+            site_locs, site_rhos = [locs[s.name] for s in sites], [rhos[s.name] for s in sites]
+            if lib is not None:
+                complexity, values, _ = fused_kernel.sample_sites(lib, prior, eps, k,
+                                                                  site_locs, site_rhos)
+            else:
+                complexity, values = sample_sites(prior, eps, site_locs, site_rhos)
             log_q = log_q + complexity
             params.update(zip((s.name for s in sites), values, strict=True))
         for site, eps in zip(others, noise[len(groups):], strict=True):
@@ -113,18 +136,23 @@ class FastELBO:
         scale = 1.0 if num_data is None else num_data / x.shape[0]
         return ELBOTerms(-scale * log_lik / k, (log_q - log_p) / k)
 
-    def _noise(self, groups, others, locs) -> list[torch.Tensor]:
-        """ε per fused group (K, n) then per other site (K, *shape).
+    def _noise(self, groups, others, locs, compiled: bool) -> list:
+        """ε per fused group then per other site (K, *shape).
 
-        Small models draw site by site in the guide's order, the draws Pyro makes; a large group
-        is drawn in one go (``standard_normal``, parallel on a multi-core CPU)."""
+        Small models draw site by site in the guide's order, the draws Pyro makes: a group's ε
+        is (K, n) on the eager path and, for the compiled kernel, flat, site after site, each
+        site's (K, n_s) block row-major. A large model's groups are drawn in one go: by the
+        compiled kernel itself (``None``) or by ``standard_normal`` (parallel on a multi-core
+        CPU)."""
         k = self.num_particles
         like = next(iter(locs.values()))
         sizes = [sum(locs[s.name].numel() for s in sites) for _, sites in groups]
         if k * sum(sizes) >= PARALLEL_MIN_NUMEL:
-            return ([standard_normal((k, n), like) for n in sizes]
-                    + [standard_normal((k, *locs[s.name].shape), like) for s in others])
+            own = [None] * len(sizes) if compiled else [standard_normal((k, n), like)
+                                                        for n in sizes]
+            return own + [standard_normal((k, *locs[s.name].shape), like) for s in others]
         draws = {s.name: torch.empty((k, *locs[s.name].shape), dtype=like.dtype,
                                      device=like.device).normal_() for s in self.guide.sites}
-        return ([torch.cat([draws[s.name].reshape(k, -1) for s in sites], dim=1)
+        layout = (lambda d: d.reshape(-1)) if compiled else (lambda d: d.reshape(k, -1))
+        return ([torch.cat([layout(draws[s.name]) for s in sites], dim=-1)
                  for _, sites in groups] + [draws[s.name] for s in others])

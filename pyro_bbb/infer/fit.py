@@ -393,7 +393,8 @@ def fit(
     ``max_lr_reductions`` times (``FitResult.lr_reductions`` lists them); the steps since the
     last check are lost. ``lr_schedule="cosine"`` sets the learning rate of epoch e (of E) to
     lr·½(1 + cos(π e/E)); ``"constant"`` keeps lr. ``engine="fast"`` computes each step's ELBO with
-    ``FastELBO`` (same estimator, no Pyro tracing), ``"pyro"`` with Pyro traces (any model and
+    ``FastELBO`` (same estimator, no Pyro tracing; on the CPU through a compiled kernel, which
+    ``PYRO_BBB_COMPILED_KERNEL=0`` turns off), ``"pyro"`` with Pyro traces (any model and
     guide); ``"auto"`` picks the fast one whenever the model and guide allow it.
 
     Checkpoints and resuming: ``on_checkpoint(state)`` receives a ``TrainingState`` (a CPU

@@ -20,6 +20,7 @@ for any other prior, and the engine takes the unfused path for its sites).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -47,6 +48,16 @@ class FusedPrior:
 
     kind: str
     params: tuple[float, ...]
+
+    @property
+    def kernel_kind(self) -> int:
+        """The prior's code in the compiled kernel (``fused_kernel``): 0 Normal, 1 mixture."""
+        return 0 if self.kind == "normal" else 1
+
+    @functools.cached_property
+    def kernel_params(self) -> torch.Tensor:
+        """``params`` as the float64 vector the compiled kernel reads."""
+        return torch.tensor(self.params, dtype=torch.float64)
 
     def __call__(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.kind == "normal":
