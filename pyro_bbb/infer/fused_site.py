@@ -43,7 +43,7 @@ class FusedPrior:
     ``normal``: (m, s), log p = −(w − m)²/(2s²) − log s − ½ log 2π, slope −(w − m)/s².
     ``mixture``: (c_a, h_a, dc, dh) of ScaleMixtureNormal, log p = c_a − h_a w² + log(1 + e^d)
     with d = dc − dh w² clamped below at −80 (as ScaleMixtureNormal.log_prob does); slope
-    −2w (h_a + dh sigmoid(d)).
+    −2w (h_a + dh sigmoid(d)) = −2w (h_a + h_b e^d) / (1 + e^d), h_b = h_a + dh.
     """
 
     kind: str
@@ -69,7 +69,9 @@ class FusedPrior:
         c_a, h_a, dc, dh = self.params
         exp_d = torch.addcmul(w.new_full((), dc), w, w, value=-dh).clamp_(min=_MIN_EXPONENT).exp_()
         one_plus = exp_d + 1
-        slope = exp_d.div_(one_plus).mul_(-2.0 * dh).add_(-2.0 * h_a).mul_(w)  # σ(d) → slope
+        # h_a + dh σ(d) = (h_a + h_b e^d) / (1 + e^d), h_b = h_a + dh: two positive terms, no
+        # cancellation in float32 when the components' 1/(2σ²) differ by orders of magnitude
+        slope = exp_d.mul_(h_a + dh).add_(h_a).div_(one_plus).mul_(-2.0).mul_(w)
         flat = w.reshape(-1)
         total = one_plus.log_().sum() - h_a * torch.dot(flat, flat) + c_a * w.numel()
         return total, slope
