@@ -206,6 +206,15 @@ def test_build_is_cached_by_content(monkeypatch, tmp_path):
     assert torch.equal(fused_kernel.normal(lib, 10, seed=1), fused_kernel.normal(lib, 10, seed=1))
 
 
+def test_an_unwritable_cache_folder_falls_back_to_the_temp_folder(monkeypatch, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("PYRO_BBB_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    monkeypatch.setattr(fused_kernel.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    monkeypatch.setattr(fused_kernel, "_state", {})
+    assert fused_kernel.load() is not None
+    assert len(list((tmp_path / "tmp" / "pyro_bbb-kernels").glob("fused_kernel-*.so"))) == 1
+
+
 def test_without_a_compiler_fast_elbo_falls_back_to_the_eager_path(monkeypatch, tmp_path):
     """No working compiler: one warning, then the eager node, which on the same draws (a small
     model: torch's generator) gives what the kernel gives, and trains a large model too."""

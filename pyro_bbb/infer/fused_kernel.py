@@ -64,11 +64,17 @@ def kernel_for(like: torch.Tensor) -> ctypes.CDLL | None:
     return load()
 
 
-def _cache_dir() -> Path:
+def _cache_dirs() -> list[Path]:
+    """Where a build is looked for and written, in order: the user's cache, then the temp
+    folder (not named like the package: /tmp is sys.path[0] for scripts run from there)."""
+    fallback = Path(tempfile.gettempdir()) / "pyro_bbb-kernels"
     if os.environ.get("PYRO_BBB_CACHE_DIR"):
-        return Path(os.environ["PYRO_BBB_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "pyro_bbb"
+        return [Path(os.environ["PYRO_BBB_CACHE_DIR"]), fallback]
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    except RuntimeError:  # no home directory
+        return [fallback]
+    return [Path(base) / "pyro_bbb", fallback]
 
 
 def _cpu_identity() -> str:
@@ -87,8 +93,11 @@ def _compiler() -> str | None:
 def _build(compiler: str, flags: list[str], target: Path) -> bool:
     """Compile, then link without -ffast-math: linked with it, gcc adds crtfastmath.o, whose
     constructor switches the whole process to flush subnormal floats to zero."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    except OSError:  # not writable: the caller tries the next folder
+        return False
     os.close(fd)
     obj = tmp[:-3] + ".o"
     openmp = [f for f in flags if f == "-fopenmp"]
@@ -156,8 +165,7 @@ def _load_uncached() -> ctypes.CDLL | None:
         key = hashlib.sha256(b"\0".join(
             [source, _BUILD_RECIPE, " ".join(flags).encode(), compiler.encode(), version.encode(),
              _cpu_identity().encode(), platform.machine().encode()])).hexdigest()[:16]
-        # not a folder named like the package: /tmp is sys.path[0] for scripts run from there
-        for folder in (_cache_dir(), Path(tempfile.gettempdir()) / "pyro_bbb-kernels"):
+        for folder in _cache_dirs():
             target = folder / f"fused_kernel-{key}.so"
             if target.exists() or _build(compiler, flags, target):
                 lib = _open(target)
