@@ -6,7 +6,8 @@
    backward, given g = ∂L/∂w and γ = ∂L/∂complexity, with d = g − γ (log p)'(w):
      ∂L/∂μ = Σ_k d,   ∂L/∂ρ = (Σ_k d ε − γ K / σ) sigmoid(ρ).
    prior: kind 0 Normal(m, s), params (m, s); kind 1 scale mixture, params (c_a, h_a, dc, dh):
-     log p = c_a − h_a w² + softplus(t), t = max(dc − dh w², −80), slope −2w (h_a + dh sigmoid(t)).
+     log p = c_a − h_a w² + softplus(t), t = max(dc − dh w², −80),
+     slope −2w (h_a + dh sigmoid(t)) = −2w (h_a sigmoid(−t) + h_b sigmoid(t)), h_b = h_a + dh.
    ε: drawn here (counter-based, see normal_block) or passed in.
    exp, log and cos are written out as polynomials (Cephes-style) so every loop vectorises
    without library calls; built with -ffast-math -fno-finite-math-only, so NaN and inf still
