@@ -11,7 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyro_bbb import BayesianMLP, Categorical, MeanFieldGuide, gaussian_prior, scale_mixture_prior
+from pyro_bbb import (
+    BayesianMLP,
+    Categorical,
+    MeanFieldGuide,
+    elbo_terms,
+    gaussian_prior,
+    scale_mixture_prior,
+)
 from pyro_bbb.infer import FastELBO, fused_kernel
 from pyro_bbb.infer.fused_site import fused_prior
 
@@ -191,6 +198,23 @@ def test_kernel_off_where_it_does_not_apply(lib, monkeypatch):
     assert fused_kernel.kernel_for(torch.zeros(3, dtype=torch.float64)) is None
     monkeypatch.setenv("PYRO_BBB_COMPILED_KERNEL", "0")
     assert fused_kernel.kernel_for(torch.zeros(3)) is None
+
+
+def test_float64_sites_take_the_eager_path_and_match_pyro(lib, monkeypatch):
+    """A guide moved to float64: no kernel call, and Trace_ELBO's terms on the same draws."""
+    calls = []
+    sample = fused_kernel.sample_sites
+    monkeypatch.setattr(fused_kernel, "sample_sites",
+                        lambda *args: calls.append(args) or sample(*args))
+    model = BayesianMLP([4, 6, 3], Categorical(3), prior=scale_mixture_prior())
+    guide = MeanFieldGuide(model, init_rho=-2.0).double()
+    x, y = torch.randn(9, 4, dtype=torch.float64), torch.randint(0, 3, (9,))
+    pyro.set_rng_seed(3)
+    fast = FastELBO(model, guide)(x, y, 50)
+    pyro.set_rng_seed(3)
+    traced = elbo_terms(model, guide, x, y, num_data=50)
+    assert not calls and fast.loss.dtype == torch.float64
+    torch.testing.assert_close(fast.loss, traced.loss, rtol=1e-10, atol=1e-8)
 
 
 def test_build_is_cached_by_content(monkeypatch, tmp_path):
