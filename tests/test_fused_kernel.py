@@ -89,6 +89,13 @@ def test_kernel_equals_the_plain_expressions_on_fixed_noise(lib, prior, particle
                                    atol=1e-5 * want.abs().max().item())
 
 
+def test_noise_of_the_wrong_size_is_refused(lib):
+    locs, rhos = sites()
+    with pytest.raises(ValueError, match="eps must be a contiguous float32 tensor of 1 x 7911"):
+        fused_kernel.sample_sites(lib, fused_prior(scale_mixture_prior()), torch.zeros(7910), 1,
+                                  locs, rhos)
+
+
 def test_drawn_noise_is_the_noise_used_and_fixed_by_the_seed(lib):
     """ε=None: the kernel draws; feeding that ε back in gives the same w and complexity (the
     layout of several sites and particles), and the same seed gives the same draws."""

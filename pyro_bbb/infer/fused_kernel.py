@@ -212,6 +212,9 @@ class _KernelSites(torch.autograd.Function):
         generate = eps is None
         if generate:
             eps = locs[0].new_empty(k * total)
+        elif eps.dtype != torch.float32 or not eps.is_contiguous() or eps.numel() != k * total:
+            raise ValueError(f"eps must be a contiguous float32 tensor of {k} x {total} entries, "
+                             f"got {eps.dtype} of shape {tuple(eps.shape)}")
         value, complexity = torch.empty_like(eps), locs[0].new_empty(())
         _check(lib.pyro_bbb_forward(
             m, sizes, _pointers(locs), _pointers(rhos), k, _ptr(eps),
