@@ -140,6 +140,8 @@ def load() -> ctypes.CDLL | None:
     """The compiled kernel (built and cached on first call), or ``None`` where it cannot be."""
     if not enabled():
         return None
+    if "lib" in _state:  # every training step asks: no lock once decided
+        return _state["lib"]
     with _lock:
         if "lib" in _state:
             return _state["lib"]
