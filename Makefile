@@ -8,7 +8,7 @@ SPEC ?=
 BIN := $(VENV)/bin
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test data lint bench notebooks clean
+.PHONY: run test test-gpu data lint bench notebooks clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ data:
 
 test: $(BIN)/.installed data
 	$(BIN)/python -m pytest -q
+
+# On a CUDA machine (e.g. `make test-gpu TORCH=torch`): the tests of tests/gpu alone (the
+# captured training step on a real CUDA graph); `make test` there runs them too.
+test-gpu: $(BIN)/.installed
+	$(BIN)/python -m pytest -q tests/gpu
 
 # blitz and bayesian-torch declare torchvision, which the layers we time never import: install
 # them without dependencies so that the CPU torch build stays as it is.

@@ -12,7 +12,7 @@ a deterministic MLP (the baseline of ``x_deterministic``; also once with ``torch
 defaults, the step most deterministic code runs); pyro_bbb's FastELBO engine (fit's default,
 with the CPU allocator setting it applies, which the other methods share in the same process;
 on the CPU with its compiled kernel, ``compiled_kernel`` in the JSON, and once with the kernel
-turned off);
+turned off; on CUDA, the eager step and fit's default there, the step replayed from a CUDA graph);
 pyro_bbb's Pyro-trace path;
 pyro.infer.Trace_ELBO on the same model and guide; a hand-written eager PyTorch BBB; and, when
 installed, blitz-bayesian-pytorch and bayesian-torch (``make bench`` installs both). Every BBB
@@ -66,7 +66,7 @@ from torch import nn
 
 import pyro_bbb as bbb
 from pyro_bbb.experiment import hardware_string
-from pyro_bbb.infer import FastELBO, fused_kernel, resolve_device
+from pyro_bbb.infer import CapturedStep, FastELBO, fused_kernel, resolve_device
 from pyro_bbb.infer.optim import default_adam
 
 PI, SIGMA1, SIGMA2 = 0.5, 1.0, math.exp(-6)
@@ -134,6 +134,20 @@ def pyro_bbb_fast(sizes, x, y, compiled=True):
     model, guide = pyro_bbb_model(sizes, x.device)
     elbo = FastELBO(model, guide, compiled=compiled)
     return adam_step(guide.parameters(), lambda: elbo(x, y, NUM_DATA).loss)
+
+
+def pyro_bbb_captured(sizes, x, y):
+    """fit's step on a GPU: FastELBO, backward and capturable Adam recorded in one CUDA graph
+    (``CapturedStep``, after its eager warm-up steps) and replayed."""
+    model, guide = pyro_bbb_model(sizes, x.device)
+    optimizer = default_adam(list(guide.parameters()), 1e-3, capturable=True)
+    captured = CapturedStep(FastELBO(model, guide), optimizer, x, y, x.shape[0], NUM_DATA)
+    idx = torch.arange(x.shape[0], device=x.device)
+
+    def step():
+        captured(idx, 1.0)
+
+    return step
 
 
 def pyro_bbb_fast_eager(sizes, x, y):
@@ -227,6 +241,7 @@ METHODS = {
     "deterministic MLP": deterministic,
     "deterministic MLP, torch.optim.Adam defaults": deterministic_default_adam,
     "pyro_bbb FastELBO (fit default)": pyro_bbb_fast,
+    "pyro_bbb FastELBO + CUDA graph (fit default on CUDA)": pyro_bbb_captured,
     "pyro_bbb FastELBO, compiled kernel off": pyro_bbb_fast_eager,
     "pyro_bbb Pyro traces": pyro_bbb_traces,
     "pyro Trace_ELBO": pyro_trace_elbo,
@@ -376,6 +391,8 @@ def main(argv=None) -> int:
                 for name, build in METHODS.items():
                     if build is pyro_bbb_fast_eager and device.type != "cpu":
                         continue  # off the CPU FastELBO has only its torch path
+                    if build is pyro_bbb_captured and device.type != "cuda":
+                        continue
                     try:
                         steps[name] = build(sizes, x, y)
                     except ImportError as err:

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         fit(model, guide, data.x_train, data.y_train, epochs=t.epochs, batch_size=t.batch_size,
             lr=t.lr, num_particles=t.num_particles, kl_weighting=t.kl_weighting,
             seed=config.seed, device=t.device, progress=False, callback=track,
-            lr_schedule=t.lr_schedule)
+            lr_schedule=t.lr_schedule, cuda_graph=t.cuda_graph)
     except _Reached:
         pass
     reached = curve[-1]["test_accuracy"] >= args.target

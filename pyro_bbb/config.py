@@ -138,8 +138,19 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(value, inner, where)
+        inner = [a for a in args if a is not type(None)]
+        for alternative in inner[:-1]:  # e.g. bool | str: the first type the value has
+            try:
+                return _convert(value, alternative, where)
+            except ValueError:
+                pass
+        try:
+            return _convert(value, inner[-1], where)
+        except ValueError:
+            if len(inner) == 1:
+                raise
+            raise ValueError(f"{where} must be {_describe(tp)}, got {type(value).__name__} "
+                             f"{value!r}") from None
     if tp is PriorConfig:
         return _prior_from_table(value, where)
     ok = {
@@ -445,7 +456,8 @@ class GuideConfig:
 @dataclass(frozen=True)
 class TrainingConfig:
     """Arguments of ``pyro_bbb.fit`` (``lr_schedule``: "constant" or "cosine";
-    ``on_divergence``: "stop" or "lower_lr"). ``checkpoint_every``: a run folder's
+    ``on_divergence``: "stop" or "lower_lr"; ``cuda_graph``: true, false or "auto", see
+    ``fit``). ``checkpoint_every``: a run folder's
     ``checkpoint.pt`` is rewritten every that many epochs (unset: at the first epoch end a minute
     or more after the previous one); there is always one at the end."""
 
@@ -458,6 +470,7 @@ class TrainingConfig:
     checkpoint_every: int | None = None
     lr_schedule: str = "constant"
     on_divergence: str = "stop"
+    cuda_graph: bool | str = "auto"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "num_particles", "checkpoint_every"):
@@ -467,6 +480,8 @@ class TrainingConfig:
         _choice(self.kl_weighting, ["uniform", "blundell"], "training.kl_weighting")
         _choice(self.lr_schedule, ["constant", "cosine"], "training.lr_schedule")
         _choice(self.on_divergence, ["stop", "lower_lr"], "training.on_divergence")
+        _require(self.cuda_graph is True or self.cuda_graph is False or self.cuda_graph == "auto",
+                 "training.cuda_graph", 'be true, false or "auto"', self.cuda_graph)
         if self.device != "auto":
             try:
                 torch.device(self.device)

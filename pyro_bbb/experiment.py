@@ -360,7 +360,7 @@ def _run(config, out, progress, resume, stop, info, writer, lock: contextlib.Exi
                  progress=progress, state=state, checkpoint_every=t.checkpoint_every,
                  checkpoint_interval=CHECKPOINT_SECONDS if t.checkpoint_every is None else None,
                  on_checkpoint=on_checkpoint, stop=stop, lr_schedule=t.lr_schedule,
-                 on_divergence=t.on_divergence)
+                 on_divergence=t.on_divergence, cuda_graph=t.cuda_graph)
     result = ExperimentResult(config, model, guide, fitted, evaluate(config, model, guide, data),
                               data, resumed_from=state)
     if out is not None and writer:

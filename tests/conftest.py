@@ -11,6 +11,10 @@ import torch
 # every op milliseconds slower: the suite runs single-threaded.
 torch.set_num_threads(1)
 
+# tests/gpu runs on a machine with a CUDA device (part of `make test` there, `make test-gpu`
+# asks for it explicitly); elsewhere it is not collected.
+collect_ignore = [] if torch.cuda.is_available() else ["gpu"]
+
 
 @pytest.fixture(autouse=True)
 def clean_pyro():

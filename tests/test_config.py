@@ -176,6 +176,8 @@ def test_wrong_types_name_key_and_expected_type(spec, expected):
         (toy(training={"lr_schedule": "cosin"}),
          "training.lr_schedule must be one of ['constant', 'cosine'], got 'cosin' (did you mean"),
         (toy(training={"on_divergence": "retry"}), "training.on_divergence must be one of"),
+        (toy(training={"cuda_graph": "yes"}), 'training.cuda_graph must be true, false or "auto"'),
+        (toy(training={"cuda_graph": 1}), "training.cuda_graph must be a boolean (true/false) or"),
         (toy(training={"device": "gpu0"}), "training.device must be 'auto' or a torch device"),
         (toy(prior={"kind": "scale_mixture", "pi": 1.5}), "pi must be in (0.0, 1.0)"),
         (toy(prior={"kind": "scale_mixture", "pi": 0.0}), "pi must be in (0.0, 1.0)"),
@@ -305,3 +307,10 @@ def test_uci_folder_resolves_and_survives_overrides(tmp_path):
     moved = apply_overrides(config, ["training.epochs=1"])
     assert moved.data.folder == config.data.folder
     assert isinstance(moved, ExperimentConfig)
+
+
+@pytest.mark.parametrize("value", [True, False, "auto"])
+def test_training_cuda_graph_takes_a_boolean_or_auto(value):
+    read = config_from_dict(toy(training={"cuda_graph": value})).training.cuda_graph
+    assert read == value and type(read) is type(value)
+    assert config_from_dict(toy()).training.cuda_graph == "auto"

@@ -1,5 +1,6 @@
 """Inference: SVI training (fit) and the ELBO it optimises."""
 
+from .captured import CapturedStep
 from .elbo import ELBOTerms, elbo_terms
 from .engine import FastELBO, supports_fast_elbo
 from .fit import (
@@ -14,6 +15,7 @@ from .fit import (
 )
 
 __all__ = [
+    "CapturedStep",
     "ELBOTerms",
     "elbo_terms",
     "FastELBO",

@@ -44,6 +44,7 @@ import torch
 from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywidgets
 
 from ..inputs import as_features, as_targets
+from .captured import CapturedStep, CudaGraph, is_capturable
 from .distributed import (
     GradientAverager,
     broadcast_module,
@@ -89,7 +90,9 @@ class EpochRecord:
 @dataclass
 class FitResult:
     """The fitted guide, per-epoch history, step count, training seconds (summed over resumed
-    sessions) and ``state``: the final TrainingState, to continue with ``fit(state=...)``."""
+    sessions) and ``state``: the final TrainingState, to continue with ``fit(state=...)``.
+    ``cuda_graph``: None for an eager run, else what the captured step did (``captures``,
+    ``replays``: steps run by replaying the graph, ``disabled``: why it stayed eager, if so)."""
 
     guide: torch.nn.Module
     history: list[EpochRecord] = field(default_factory=list)
@@ -98,6 +101,7 @@ class FitResult:
     device: str = "cpu"
     state: TrainingState | None = None
     lr_reductions: list[dict[str, Any]] = field(default_factory=list)
+    cuda_graph: dict[str, Any] | None = None
 
     def history_dict(self) -> dict[str, list[float]]:
         """Columns of the history, e.g. for pandas.DataFrame or JSON."""
@@ -379,6 +383,7 @@ def fit(
     lr_schedule: str = "constant",
     on_divergence: str = "stop",
     max_lr_reductions: int = 3,
+    cuda_graph: bool | str = "auto",
 ) -> FitResult:
     """Fit ``guide`` to the posterior of ``model`` given data (x, y) by SVI.
 
@@ -396,6 +401,11 @@ def fit(
     ``FastELBO`` (same estimator, no Pyro tracing; on the CPU through a compiled kernel, which
     ``PYRO_BBB_COMPILED_KERNEL=0`` turns off), ``"pyro"`` with Pyro traces (any model and
     guide); ``"auto"`` picks the fast one whenever the model and guide allow it.
+    ``cuda_graph="auto"`` (on a CUDA device, with the fast engine, in one process) records the
+    whole step in a CUDA graph once and replays it for every full minibatch
+    (``pyro_bbb.infer.captured``; the default optimizer is then Adam with ``capturable=True``
+    and its lr a device tensor); the ragged last minibatch and the first steps run eagerly.
+    ``False`` turns it off, ``True`` requires it (ValueError where it cannot apply).
 
     Checkpoints and resuming: ``on_checkpoint(state)`` receives a ``TrainingState`` (a CPU
     snapshot, taken after a finiteness check) at the end of every ``checkpoint_every``-th epoch,
@@ -450,12 +460,20 @@ def fit(
     if info is not None:
         broadcast_module(guide)
     params = list(guide.parameters())
+    step_terms, engine = _step_terms(model, guide, num_particles, engine)
+    graph_factory = _graph_factory(cuda_graph, device, engine, info is not None)
 
     def new_optimizer() -> torch.optim.Optimizer:
-        return optimizer(params) if optimizer is not None else default_adam(params, lr)
+        if optimizer is not None:
+            return optimizer(params)
+        return default_adam(params, lr, capturable=graph_factory is not None)
 
     opt = new_optimizer()
-    base_lrs = [group["lr"] for group in opt.param_groups]
+    if cuda_graph is True and not is_capturable(opt):
+        raise ValueError("cuda_graph=True needs an optimizer built with capturable=True, e.g. "
+                         "torch.optim.Adam(params, lr=torch.tensor(1e-3, device='cuda'), "
+                         "capturable=True)")
+    base_lrs = [float(group["lr"]) for group in opt.param_groups]
     lr_factor = 1.0  # 0.1 per recovery from divergence (on_divergence="lower_lr")
     num_data = x.shape[0]
     batch_size = min(batch_size, num_data)
@@ -463,7 +481,6 @@ def fit(
     num_batches = math.ceil(num_data / global_batch)
     weights = kl_weights(num_batches, kl_weighting).tolist()
     check_every = check_every or 50
-    step_terms, engine = _step_terms(model, guide, num_particles, engine)
     settings = {"num_data": num_data, "batch_size": batch_size, "num_particles": num_particles,
                 "kl_weighting": kl_weighting, "engine": engine, "seed": seed, "lr": float(lr),
                 "epochs": epochs, "device": str(device), "threads": torch.get_num_threads(),
@@ -472,6 +489,8 @@ def fit(
     start_epoch, first_batch, order, sums, carried, previous = 0, 0, None, None, 0.0, 0.0
     if state is not None:
         _restore(state, guide, opt, settings, epochs, lr if optimizer is None else None, device)
+        if optimizer is None and graph_factory is not None:
+            _make_capturable(opt, device)
         if rank_noise and rank > 0:
             pyro.set_rng_seed(rank_seed(state.settings.get("seed") or 0, rank, state.step))
         result.history, result.steps = list(state.history), state.step
@@ -481,6 +500,10 @@ def fit(
             order, sums = state.order.to(device), state.sums.to(device)
             carried = state.epoch_seconds
     guard = _FiniteGuard(guide, check_every)
+    captured = None
+    if graph_factory is not None:
+        captured = CapturedStep(step_terms, opt, x, y, global_batch, num_data,
+                                graph_factory=graph_factory)
     average = GradientAverager(params, world) if info is not None else None
     start = last_checkpoint = time.perf_counter()
 
@@ -506,7 +529,7 @@ def fit(
     def set_lr(epoch: int) -> None:
         scale = lr_factor * schedule_factor(lr_schedule, epoch, epochs)
         for group, base in zip(opt.param_groups, base_lrs, strict=True):
-            group["lr"] = base * scale
+            _set_group_lr(group, base * scale)
 
     def recover(err: NonFiniteLossError, epoch: int) -> None:
         """Continue after divergence with a fresh optimizer at a tenth of the lr, or re-raise."""
@@ -517,6 +540,8 @@ def fit(
         counted = 0
         lr_factor = settings["lr_factor"] = lr_factor * 0.1
         opt = new_optimizer()
+        if captured is not None:
+            captured.optimizer = opt  # a new capture follows
         set_lr(epoch)
         result.lr_reductions.append({"step": err.step, "epoch": err.epoch, "lr_factor": lr_factor})
         warnings.warn(f"{err} Continuing with learning rate x{lr_factor:g} "
@@ -544,24 +569,28 @@ def fit(
                     torch.distributed.broadcast(order, 0)
             for i in range(first_batch, num_batches):
                 idx = order[i * global_batch : (i + 1) * global_batch]
-                if average is None:
-                    terms = step_terms(x[idx], y[idx], num_data)
-                    data = terms.data
-                else:
-                    data, terms = _shard_terms(step_terms, x, y, idx, num_data, world, rank)
-                loss = data + weights[i] * terms.complexity
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
                 stopping = False
-                if average is not None:
-                    poll = stop is not None and i + 1 < num_batches
-                    stopping = average(stop() if poll else None)
-                opt.step()
+                if captured is not None:  # (loss, data, complexity) after the step
+                    values = captured(idx, weights[i])
+                else:
+                    if average is None:
+                        terms = step_terms(x[idx], y[idx], num_data)
+                        data = terms.data
+                    else:
+                        data, terms = _shard_terms(step_terms, x, y, idx, num_data, world, rank)
+                    loss = data + weights[i] * terms.complexity
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if average is not None:
+                        poll = stop is not None and i + 1 < num_batches
+                        stopping = average(stop() if poll else None)
+                    opt.step()
+                    values = torch.stack([loss, data, terms.complexity]).detach()
                 result.steps += 1
-                sums += torch.stack([loss, data, terms.complexity]).detach()
+                sums += values
                 counted += 1
                 try:
-                    guard.record(loss.detach(), result.steps, epoch)
+                    guard.record(values[0], result.steps, epoch)
                 except NonFiniteLossError as err:
                     recover(err, epoch)
                 if average is None and stop is not None and i + 1 < num_batches:
@@ -597,6 +626,9 @@ def fit(
                     last_checkpoint = time.perf_counter()
     if start_epoch == epochs:  # nothing left to train: the given state is the final one
         result.state = state
+    if captured is not None:
+        result.cuda_graph = {"captures": captured.captures, "replays": captured.replays,
+                             "disabled": captured.disabled}
     result.seconds = previous + time.perf_counter() - start
     return result
 
@@ -630,11 +662,45 @@ def _restore(state: TrainingState, guide, opt, settings: dict, epochs: int, lr: 
                          f"this optimizer: {err}") from None
     if lr is not None:
         for group in opt.param_groups:
-            group["lr"] = lr
+            _set_group_lr(group, lr)
     try:
         _set_rng_state(state.rng, device)
     except (ValueError, TypeError, RuntimeError) as err:
         raise ValueError(f"cannot resume: invalid RNG state: {err}") from None
+
+
+def _set_group_lr(group: dict, value: float) -> None:
+    """Set a parameter group's lr; a tensor lr (capturable Adam) is filled in place, where the
+    captured step reads it."""
+    if torch.is_tensor(group["lr"]):
+        group["lr"].fill_(value)
+    else:
+        group["lr"] = value
+
+
+def _make_capturable(opt: torch.optim.Optimizer, device: torch.device) -> None:
+    """After loading a saved state into the default capturable Adam: the saved lr (a number or
+    a CPU tensor) as a tensor on ``device``, ``capturable`` on, the step counts on ``device``."""
+    for group in opt.param_groups:
+        group["lr"] = torch.tensor(float(group["lr"]), device=device)
+        group["capturable"] = True
+    for param_state in opt.state.values():
+        if torch.is_tensor(param_state.get("step")):
+            param_state["step"] = param_state["step"].to(device, torch.float32)
+
+
+def _graph_factory(cuda_graph: bool | str, device: torch.device, engine: str,
+                   distributed: bool):
+    """The graph class of the captured step (``CudaGraph``), or None for the eager step."""
+    if cuda_graph not in (True, False, "auto"):
+        raise ValueError(f"cuda_graph must be True, False or 'auto', got {cuda_graph!r}")
+    why = ("it needs a CUDA device" if device.type != "cuda" else
+           "it needs engine='fast'" if engine != "fast" else
+           "distributed training is not captured" if distributed else None)
+    if cuda_graph is True and why is not None:
+        raise ValueError(f"cuda_graph=True cannot apply: {why} (device {device}, engine "
+                         f"{engine!r})")
+    return CudaGraph if cuda_graph is not False and why is None else None
 
 
 def _step_terms(model, guide, num_particles: int, engine: str) -> tuple[Callable, str]:
