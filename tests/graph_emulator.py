@@ -1,4 +1,5 @@
-"""A CPU stand-in for ``CudaGraph`` that enforces what a real CUDA graph assumes of its body.
+"""A CPU stand-in for ``CudaGraph`` (a ``CapturedStep``'s recorder) that enforces what a real
+CUDA graph assumes of the step it records.
 
 A real capture records kernels without running them and a replay re-runs them on the recorded
 memory with the recorded scalar arguments. ``EmulatedGraph`` runs the body on the CPU under a
@@ -74,8 +75,6 @@ class _Recorder(TorchDispatchMode):
 class EmulatedGraph:
     """``graph_factory`` for ``CapturedStep`` on the CPU (see the module docstring)."""
 
-    captures = 0
-
     def __init__(self, step):
         self.step = step
 
@@ -96,7 +95,6 @@ class EmulatedGraph:
                 t.copy_(value)
         torch.set_rng_state(rng)
         self.body, self.ops, self.out = body, recorder.ops, out
-        type(self).captures += 1
         return out
 
     def replay(self) -> None:
@@ -112,4 +110,5 @@ class EmulatedGraph:
             raise ReplayMismatch(f"{len(recorder.ops)} ops replayed, {len(self.ops)} recorded")
         self.out.copy_(result)
 
-    side_stream = staticmethod(contextlib.nullcontext)
+    def warmup(self):
+        return contextlib.nullcontext()

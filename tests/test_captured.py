@@ -191,6 +191,21 @@ def test_an_eager_runs_state_resumes_in_the_captured_step():
         torch.testing.assert_close(value, whole[name], rtol=1e-4, atol=1e-5)
 
 
+def test_a_captured_runs_state_resumes_in_the_eager_step():
+    x, y = classification()
+    whole = train(classifier, x, y, False, epochs=4)[1]
+    first, _ = train(classifier, x, y, "auto", epochs=2)
+    assert torch.is_tensor(first.state.optimizer_state["param_groups"][0]["lr"])
+    model = classifier()
+    guide = MeanFieldGuide(model)
+    resumed = fit(model, guide, x, y, epochs=4, batch_size=64, lr=1e-2, progress=False,
+                  device="cpu", state=first.state, cuda_graph=False)
+    group = resumed.state.optimizer_state["param_groups"][0]
+    assert group["lr"] == 1e-2 and group["capturable"] is False
+    for name, value in guide.state_dict().items():
+        torch.testing.assert_close(value, whole[name], rtol=1e-4, atol=1e-5)
+
+
 def test_cuda_graph_option_is_checked(monkeypatch):
     monkeypatch.undo()  # the real _graph_factory
     x, y = classification(32)

@@ -39,27 +39,30 @@ def is_capturable(optimizer: torch.optim.Optimizer) -> bool:
 
 
 class CudaGraph:
-    """``capture(body)`` records ``body()`` (returning its output tensors, whose memory every
-    ``replay()`` rewrites); ``side_stream()`` is the context of the eager warm-up steps."""
+    """The recorder of one ``CapturedStep``: ``capture(body)`` records ``body()`` into a new
+    ``torch.cuda.CUDAGraph`` (returning its output tensors, whose memory every ``replay()``
+    rewrites); ``warmup()`` is the context of the eager warm-up steps. Warm-up and capture use
+    one side stream, so that the cuBLAS handle and workspace of that stream exist before the
+    capture (creating them is not capturable)."""
 
     def __init__(self, step: CapturedStep):
-        self.graph = torch.cuda.CUDAGraph()
+        self.stream = torch.cuda.Stream(device=step.x.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    @contextlib.contextmanager
+    def warmup(self):
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
+            yield
+        torch.cuda.current_stream().wait_stream(self.stream)
 
     def capture(self, body: Callable[[], torch.Tensor]) -> torch.Tensor:
-        with torch.cuda.graph(self.graph):
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, stream=self.stream):
             return body()
 
     def replay(self) -> None:
         self.graph.replay()
-
-    @staticmethod
-    @contextlib.contextmanager
-    def side_stream():
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            yield
-        torch.cuda.current_stream().wait_stream(side)
 
 
 class CapturedStep:
@@ -68,7 +71,7 @@ class CapturedStep:
     ``terms(x_b, y_b, num_data) -> ELBOTerms`` is the estimator (FastELBO), ``optimizer`` steps
     the guide's parameters, ``x``, ``y`` are the whole training data on the device and
     ``batch_size`` the size of the minibatches that replay. ``graph_factory(step)`` builds the
-    graph (``CudaGraph``; tests pass an emulator). ``captures`` counts the captures made and
+    recorder (``CudaGraph``; tests pass an emulator). ``captures`` counts the captures made and
     ``replays`` the replayed steps; ``disabled`` says why the step stays eager, if it does.
     """
 
@@ -77,10 +80,10 @@ class CapturedStep:
                  graph_factory: Callable[[CapturedStep], object] = CudaGraph):
         self.terms, self.optimizer, self.x, self.y = terms, optimizer, x, y
         self.batch_size, self.num_data, self.warmup = batch_size, num_data, warmup
-        self.graph_factory = graph_factory
+        self.recorder = graph_factory(self)
         self.index = torch.zeros(batch_size, dtype=torch.long, device=x.device)
         self.kl_weight = torch.ones((), device=x.device)
-        self.graph, self.out, self.signature, self._grads = None, None, None, []
+        self.captured, self.out, self.signature, self._grads = False, None, None, []
         self.captures = self.replays = self._warm = 0
         self.disabled: str | None = None
 
@@ -89,18 +92,17 @@ class CapturedStep:
             self.disabled = "the optimizer was not built with capturable=True"
         if self.disabled is not None or idx.shape[0] != self.batch_size:
             return self._eager(idx, kl_weight)
-        if self.graph is not None and self._signature() != self.signature:
-            self.graph = self.out = None  # a new optimiser or hyperparameter: record again
-            self._warm = 0
-        if self.graph is None and self._warm < self.warmup:
+        if self.captured and self._signature() != self.signature:
+            self.captured, self._warm = False, 0  # a new optimiser or hyperparameter: record again
+        if not self.captured and self._warm < self.warmup:
             self._warm += 1
-            with self.graph_factory.side_stream():
+            with self.recorder.warmup():
                 return self._eager(idx, kl_weight)
-        if self.graph is None and not self._capture():
+        if not self.captured and not self._capture():
             return self._eager(idx, kl_weight)
         self.index.copy_(idx)
         self.kl_weight.fill_(kl_weight)
-        self.graph.replay()
+        self.recorder.replay()
         self.replays += 1
         return self.out.clone()
 
@@ -119,9 +121,8 @@ class CapturedStep:
     def _capture(self) -> bool:
         """Record the step; on failure warn, stay eager and say why in ``disabled``."""
         self.optimizer.zero_grad(set_to_none=True)  # backward allocates .grad from the graph
-        graph = self.graph_factory(self)
         try:
-            out = graph.capture(lambda: self._body(self.index, self.kl_weight))
+            out = self.recorder.capture(lambda: self._body(self.index, self.kl_weight))
         except Exception as err:  # noqa: BLE001 - any failure leaves the eager step
             self.optimizer.zero_grad(set_to_none=True)
             self.disabled = f"CUDA graph capture failed: {type(err).__name__}: {err}"
@@ -131,7 +132,7 @@ class CapturedStep:
         # the graph writes these .grad tensors on every replay: keep them alive even when an
         # eager step (ragged minibatch) sets .grad to None
         self._grads = [p.grad for g in self.optimizer.param_groups for p in g["params"]]
-        self.graph, self.out, self.signature = graph, out, self._signature()
+        self.captured, self.out, self.signature = True, out, self._signature()
         self.captures += 1
         return True
 

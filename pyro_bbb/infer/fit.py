@@ -489,8 +489,8 @@ def fit(
     start_epoch, first_batch, order, sums, carried, previous = 0, 0, None, None, 0.0, 0.0
     if state is not None:
         _restore(state, guide, opt, settings, epochs, lr if optimizer is None else None, device)
-        if optimizer is None and graph_factory is not None:
-            _make_capturable(opt, device)
+        if optimizer is None:
+            _default_adam_mode(opt, device, capturable=graph_factory is not None)
         if rank_noise and rank > 0:
             pyro.set_rng_seed(rank_seed(state.settings.get("seed") or 0, rank, state.step))
         result.history, result.steps = list(state.history), state.step
@@ -678,15 +678,19 @@ def _set_group_lr(group: dict, value: float) -> None:
         group["lr"] = value
 
 
-def _make_capturable(opt: torch.optim.Optimizer, device: torch.device) -> None:
-    """After loading a saved state into the default capturable Adam: the saved lr (a number or
-    a CPU tensor) as a tensor on ``device``, ``capturable`` on, the step counts on ``device``."""
+def _default_adam_mode(opt: torch.optim.Optimizer, device: torch.device, capturable: bool
+                       ) -> None:
+    """After loading a saved state into the default Adam: the lr and ``capturable`` of this
+    run's mode, whatever the saved run's was (a capturable Adam's lr is a tensor on ``device``
+    and its step counts live there too)."""
     for group in opt.param_groups:
-        group["lr"] = torch.tensor(float(group["lr"]), device=device)
-        group["capturable"] = True
-    for param_state in opt.state.values():
-        if torch.is_tensor(param_state.get("step")):
-            param_state["step"] = param_state["step"].to(device, torch.float32)
+        lr = float(group["lr"])
+        group["lr"] = torch.tensor(lr, device=device) if capturable else lr
+        group["capturable"] = capturable
+    if capturable:
+        for param_state in opt.state.values():
+            if torch.is_tensor(param_state.get("step")):
+                param_state["step"] = param_state["step"].to(device, torch.float32)
 
 
 def _graph_factory(cuda_graph: bool | str, device: torch.device, engine: str,
