@@ -549,7 +549,7 @@ def write_run(
     spec = config_to_dict(config)
     resumed = result.resumed_from
     training = {"seconds": fitted.seconds, "epochs": config.training.epochs,
-                "steps": fitted.steps, "device": fitted.device,
+                "steps": fitted.steps, "device": fitted.device, "cuda_graph": fitted.cuda_graph,
                 "resumed_from_step": None if resumed is None else resumed.step,
                 "final_epoch": asdict(fitted.history[-1]) if fitted.history else None}
     files = {

@@ -91,6 +91,7 @@ def test_run_metrics_json_has_finite_values(toy_run):
     training = report["training"]
     assert training["epochs"] == 30 and training["steps"] == 30 and training["seconds"] > 0
     assert training["device"] == "cpu" and math.isfinite(training["final_epoch"]["elbo"])
+    assert training["cuda_graph"] is None  # the eager step on the CPU
     assert "torch" in report["hardware"] and report["date"][:2] == "20"
     assert report["spec"] == config_to_dict(load_config(spec))
 

@@ -12,7 +12,7 @@ the whole step once into a ``torch.cuda.CUDAGraph`` and replays it:
 
 A replay repeats the recorded kernels on the recorded memory, so everything that changes between
 steps must be a device tensor the graph reads: the indices, c_i and the learning rate (a 0-dim
-tensor that ``set_lr`` fills in place, so a schedule needs no new capture). No host sync may
+tensor that ``fit`` fills in place, so a schedule needs no new capture). No host sync may
 happen inside (no ``.item()``, validation off), and the weight noise comes from the default CUDA
 generator, whose Philox offset each replay advances (torch's graph-safe RNG): every replay draws
 fresh noise. What a replay cannot express runs the same step eagerly: a minibatch of another size
