@@ -17,6 +17,13 @@ DEVICE = torch.device("cuda")
 NUM_DATA = 256
 
 
+@pytest.fixture(autouse=True)
+def no_validation():
+    """As in fit: Pyro's and torch's argument checks read values back (host syncs)."""
+    with pyro.validation_enabled(False):
+        yield
+
+
 def setup(sizes, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(NUM_DATA, sizes[0], generator=g).to(DEVICE)
