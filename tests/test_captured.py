@@ -15,7 +15,14 @@ import pytest
 import torch
 from graph_emulator import EmulatedGraph, HostSyncInCapture, ReplayMismatch
 
-from pyro_bbb import BayesianMLP, Categorical, Gaussian, MeanFieldGuide, fit
+from pyro_bbb import (
+    BayesianMLP,
+    Categorical,
+    Gaussian,
+    HeteroscedasticGaussian,
+    MeanFieldGuide,
+    fit,
+)
 from pyro_bbb.infer.captured import CapturedStep, CudaGraph
 from pyro_bbb.infer.optim import default_adam
 
@@ -65,11 +72,12 @@ def classifier():
     return BayesianMLP([4, 8, 3], Categorical(3))
 
 
-@pytest.mark.parametrize("kl_weighting,schedule", [("uniform", "constant"),
-                                                   ("blundell", "cosine")])
-def test_captured_fit_equals_the_eager_fit_bit_for_bit(kl_weighting, schedule):
+@pytest.mark.parametrize("kl_weighting,schedule,particles", [("uniform", "constant", 1),
+                                                             ("blundell", "cosine", 1),
+                                                             ("uniform", "cosine", 3)])
+def test_captured_fit_equals_the_eager_fit_bit_for_bit(kl_weighting, schedule, particles):
     x, y = classification()
-    kwargs = dict(kl_weighting=kl_weighting, lr_schedule=schedule)
+    kwargs = dict(kl_weighting=kl_weighting, lr_schedule=schedule, num_particles=particles)
     captured = train(classifier, x, y, "auto", **kwargs)
     eager = train(classifier, x, y, False, optimizer=capturable_adam, **kwargs)
     assert_same_run(captured, eager)
@@ -80,7 +88,7 @@ def test_captured_fit_equals_the_eager_fit_bit_for_bit(kl_weighting, schedule):
     assert all(math.isfinite(r.loss) for r in captured[0].history)
 
 
-def test_captured_regression_with_a_learned_noise_scale():
+def test_captured_regression_with_a_learned_or_input_dependent_noise_scale():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(256, 2, generator=g)
     y = x.sum(1) + 0.3 * torch.randn(256, generator=g)
@@ -88,9 +96,14 @@ def test_captured_regression_with_a_learned_noise_scale():
     def model():
         return BayesianMLP([2, 6, 1], Gaussian())  # noise scale: a latent site (softplus bijection)
 
-    captured = train(model, x, y, True, batch_size=32)
-    assert_same_run(captured, train(model, x, y, False, batch_size=32, optimizer=capturable_adam))
-    assert captured[0].cuda_graph["replays"] == 3 * 8 - 3
+    def heteroscedastic():
+        return BayesianMLP([2, 6, 2], HeteroscedasticGaussian())
+
+    for build in (model, heteroscedastic):
+        captured = train(build, x, y, True, batch_size=32)
+        assert_same_run(captured, train(build, x, y, False, batch_size=32,
+                                        optimizer=capturable_adam))
+        assert captured[0].cuda_graph["replays"] == 3 * 8 - 3
 
 
 def test_capturable_adam_takes_the_default_adams_steps():
