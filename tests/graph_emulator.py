@@ -62,6 +62,8 @@ class _Recorder(TorchDispatchMode):
                 ptr = self._storage(leaf)
                 inputs.add(ptr)
                 record.append(("made",) if ptr in self.made else ("existing", ptr))
+            elif isinstance(leaf, torch.Generator):  # a new Python wrapper each call
+                record.append(("generator", leaf.device.type))
             else:
                 record.append(repr(leaf))
         out = func(*args, **kwargs)
