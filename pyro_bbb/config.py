@@ -139,18 +139,15 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if value is None:
             return None
         inner = [a for a in args if a is not type(None)]
-        for alternative in inner[:-1]:  # e.g. bool | str: the first type the value has
+        if len(inner) == 1:
+            return _convert(value, inner[0], where)
+        for alternative in inner:  # e.g. bool | str: the first type the value has
             try:
                 return _convert(value, alternative, where)
             except ValueError:
                 pass
-        try:
-            return _convert(value, inner[-1], where)
-        except ValueError:
-            if len(inner) == 1:
-                raise
-            raise ValueError(f"{where} must be {_describe(tp)}, got {type(value).__name__} "
-                             f"{value!r}") from None
+        raise ValueError(f"{where} must be {_describe(tp)}, got {type(value).__name__} "
+                         f"{value!r}")
     if tp is PriorConfig:
         return _prior_from_table(value, where)
     ok = {

@@ -47,6 +47,7 @@ def classification(n=300):
 
 
 def train(model_fn, x, y, cuda_graph, **kwargs):
+    """A fit from seeded initial parameters (``state=`` resumes instead, as fit does)."""
     pyro.set_rng_seed(3)
     model = model_fn()
     guide = MeanFieldGuide(model)
@@ -180,12 +181,9 @@ def test_resuming_a_captured_run_continues_it_exactly():
     x, y = classification()
     whole = train(classifier, x, y, "auto", epochs=4)
     first, _ = train(classifier, x, y, "auto", epochs=2)
-    model = classifier()
-    guide = MeanFieldGuide(model)
-    resumed = fit(model, guide, x, y, epochs=4, batch_size=64, lr=1e-2, progress=False,
-                  device="cpu", state=first.state)
-    assert_same_run(whole, (resumed, guide.state_dict()))
-    assert resumed.cuda_graph["captures"] == 1
+    resumed = train(classifier, x, y, "auto", epochs=4, state=first.state)
+    assert_same_run(whole, resumed)
+    assert resumed[0].cuda_graph["captures"] == 1
 
 
 def test_an_eager_runs_state_resumes_in_the_captured_step():
@@ -195,12 +193,9 @@ def test_an_eager_runs_state_resumes_in_the_captured_step():
     whole = train(classifier, x, y, False, epochs=4)[1]
     first, _ = train(classifier, x, y, False, epochs=2)
     assert not torch.is_tensor(first.state.optimizer_state["param_groups"][0]["lr"])
-    model = classifier()
-    guide = MeanFieldGuide(model)
-    resumed = fit(model, guide, x, y, epochs=4, batch_size=64, lr=1e-2, progress=False,
-                  device="cpu", state=first.state, cuda_graph="auto")
+    resumed, params = train(classifier, x, y, "auto", epochs=4, state=first.state)
     assert resumed.cuda_graph["replays"] > 0
-    for name, value in guide.state_dict().items():
+    for name, value in params.items():
         torch.testing.assert_close(value, whole[name], rtol=1e-4, atol=1e-5)
 
 
@@ -209,13 +204,10 @@ def test_a_captured_runs_state_resumes_in_the_eager_step():
     whole = train(classifier, x, y, False, epochs=4)[1]
     first, _ = train(classifier, x, y, "auto", epochs=2)
     assert torch.is_tensor(first.state.optimizer_state["param_groups"][0]["lr"])
-    model = classifier()
-    guide = MeanFieldGuide(model)
-    resumed = fit(model, guide, x, y, epochs=4, batch_size=64, lr=1e-2, progress=False,
-                  device="cpu", state=first.state, cuda_graph=False)
+    resumed, params = train(classifier, x, y, False, epochs=4, state=first.state)
     group = resumed.state.optimizer_state["param_groups"][0]
     assert group["lr"] == 1e-2 and group["capturable"] is False
-    for name, value in guide.state_dict().items():
+    for name, value in params.items():
         torch.testing.assert_close(value, whole[name], rtol=1e-4, atol=1e-5)
 
 

@@ -102,7 +102,8 @@ static inline uint64_t mix64(uint64_t seed, uint64_t counter) {
 
 static inline float radius(uint64_t z) {
   const float u0 = ((float)(uint32_t)(z >> 32) + 0.5f) * 2.3283064365386963e-10f;
-  return sqrtf(-2.f * log_positive(u0) < 0.f ? 0.f : -2.f * log_positive(u0));
+  const float r2 = -2.f * log_positive(u0); /* u0 rounded to 1: a tiny negative log */
+  return sqrtf(r2 < 0.f ? 0.f : r2);
 }
 
 /* u1 = lo 2⁻³² in [0, 1): the angle is 2π u1 */
@@ -205,12 +206,14 @@ static int make_chunks(int64_t nseg, const int64_t *sizes, int64_t num_particles
 }
 
 /* Forward: w = μ + σ ε and the sums of ε², log σ and log p(w) (float partial sums per chunk,
-   added in double in chunk order: the same result whatever the threads); the backward recomputes σ, sigmoid(ρ) and the prior's slope from ρ
-   and w, which costs less than storing and reloading them. */
+   added in double in chunk order: the same result whatever the threads); the backward
+   recomputes σ, sigmoid(ρ) and the prior's slope from ρ and w, which costs less than storing
+   and reloading them. */
 #define DEFINE_FORWARD(NAME, LOG_P)                                                           \
   static void NAME(const chunks_t *ch, const int64_t *sizes, const float *const *locs,       \
                    const float *const *rhos, int64_t num_particles, float *eps, float *value, \
-                   const float q0, const float q1, const float q2, const float q3, const float q4,           \
+                   const float q0, const float q1, const float q2, const float q3,           \
+                   const float q4,                                                           \
                    const int generate, const uint64_t seed, double *sums, int num_threads) { \
     _Pragma("omp parallel for num_threads(num_threads) schedule(dynamic, 4)")                \
     for (int64_t t = 0; t < ch->count; t++) {                                                 \
@@ -219,7 +222,8 @@ static int make_chunks(int64_t nseg, const int64_t *sizes, int64_t num_particles
       const float *restrict loc = locs[s], *restrict rho = rhos[s];                           \
       float part_sq = 0.f, part_ls = 0.f, part_lp = 0.f;                                      \
       for (int64_t k = 0; k < num_particles; k++) {                                           \
-        float *restrict x = eps + ch->offset[t] + k * n, *restrict w = value + ch->offset[t] + k * n; \
+        float *restrict x = eps + ch->offset[t] + k * n;                                      \
+        float *restrict w = value + ch->offset[t] + k * n;                                    \
         if (generate)                                                                         \
           normal_block(seed, (uint64_t)(t * num_particles + k), end - begin, x + begin);      \
         _Pragma("omp simd reduction(+ : part_sq, part_ls, part_lp)")                          \
@@ -230,7 +234,7 @@ static int make_chunks(int64_t nseg, const int64_t *sizes, int64_t num_particles
           w[i] = v;                                                                           \
           part_ls += log_positive(scale);                                                     \
           part_sq += x[i] * x[i];                                                             \
-          part_lp += LOG_P(q0, q1, q2, q3, q4, v);                                                \
+          part_lp += LOG_P(q0, q1, q2, q3, q4, v);                                            \
         }                                                                                     \
       }                                                                                       \
       ch->partial[3 * t] = part_sq;                                                           \
@@ -247,7 +251,7 @@ static int make_chunks(int64_t nseg, const int64_t *sizes, int64_t num_particles
   static void NAME(const chunks_t *ch, const int64_t *sizes, const float *const *rhos,       \
                    const float *const *grads, int64_t num_particles, const float *eps,       \
                    const float *value, const float gamma, const float q0, const float q1,    \
-                   const float q2, const float q3, const float q4, float *const *grad_locs,                  \
+                   const float q2, const float q3, const float q4, float *const *grad_locs,  \
                    float *const *grad_rhos, int num_threads) {                               \
     const float gamma_k = gamma * (float)num_particles;                                       \
     _Pragma("omp parallel for num_threads(num_threads) schedule(dynamic, 4)")                \
@@ -259,7 +263,7 @@ static int make_chunks(int64_t nseg, const int64_t *sizes, int64_t num_particles
       float *restrict grad_loc = grad_locs[s], *restrict grad_rho = grad_rhos[s];             \
       _Pragma("omp simd")                                                                     \
       for (int64_t i = begin; i < end; i++) {                                                 \
-        const float d = g[i] - gamma * SLOPE(q0, q1, q2, q3, q4, w[i]);                           \
+        const float d = g[i] - gamma * SLOPE(q0, q1, q2, q3, q4, w[i]);                       \
         grad_loc[i] = d;                                                                      \
         grad_rho[i] = d * x[i];                                                               \
       }                                                                                       \
@@ -267,7 +271,7 @@ static int make_chunks(int64_t nseg, const int64_t *sizes, int64_t num_particles
         _Pragma("omp simd")                                                                   \
         for (int64_t i = begin; i < end; i++) {                                               \
           const int64_t j = k * n + i;                                                        \
-          const float d = g[j] - gamma * SLOPE(q0, q1, q2, q3, q4, w[j]);                         \
+          const float d = g[j] - gamma * SLOPE(q0, q1, q2, q3, q4, w[j]);                     \
           grad_loc[i] += d;                                                                   \
           grad_rho[i] += d * x[j];                                                            \
         }                                                                                     \
