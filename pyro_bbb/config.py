@@ -481,10 +481,11 @@ class TrainingConfig:
                  "training.cuda_graph", 'be true, false or "auto"', self.cuda_graph)
         if self.device != "auto":
             try:
-                torch.device(self.device)
+                kind = torch.device(self.device).type
             except (RuntimeError, ValueError):
-                raise ValueError(f"training.device must be 'auto' or a torch device such as "
-                                 f"'cpu' or 'cuda:0', got {self.device!r}") from None
+                kind = None
+            _require(kind in ("cpu", "cuda"), "training.device",
+                     "be 'auto', 'cpu', 'cuda' or 'cuda:N'", self.device)
 
 
 @dataclass(frozen=True)
@@ -580,10 +581,15 @@ def config_from_dict(
     return ExperimentConfig(
         name=_convert(name, str, "name"),
         data=data,
-        seed=_convert(spec.get("seed", 0), int, "seed"),
+        seed=_seed(_convert(spec.get("seed", 0), int, "seed")),
         base_dir=base,
         **sections,
     )
+
+
+def _seed(seed: int) -> int:
+    _require(0 <= seed < 2**32, "seed", "be an integer in [0, 2**32)", seed)
+    return seed
 
 
 def load_config(path: str | os.PathLike) -> ExperimentConfig:

@@ -338,6 +338,7 @@ def to_inference_data(
     flat = _flat(chained)
     if x is not None:
         groups["constant_data"] = {"x": x.numpy()}
+        x = x.to(next(iter(flat.values())).dtype)  # float64 draws evaluate in float64
         dims["x"] = ["obs_id", "feature"]
         dims[OBSERVED] = ["obs_id"]
         if function_space:

@@ -36,8 +36,8 @@ def _check_parameter(name: str, value: torch.Tensor, low: float, high: float | N
     """Raise ValueError unless low < value (< high) holds everywhere."""
     value = torch.as_tensor(value).detach()
     bad = ~(value > low) if high is None else ~((value > low) & (value < high))
-    if bool(bad.any()):
-        where = f"in ({low}, {high})" if high is not None else f"> {low}"
+    if bool((bad | ~torch.isfinite(value)).any()):
+        where = f"in ({low}, {high})" if high is not None else f"> {low} and finite"
         raise ValueError(f"ScaleMixtureNormal: {name} must be {where}, got {value.tolist()}")
 
 
@@ -168,8 +168,10 @@ def gaussian_prior(sigma: float = 1.0) -> Normal:
     return Normal(0.0, float(sigma))
 
 
-def check_prior(prior: object, where: str = "prior") -> torch.distributions.Distribution:
-    """Check that ``prior`` is a univariate distribution over the reals and return it."""
+def check_prior(prior: object, where: str = "prior", supports=(constraints.real,)
+                ) -> torch.distributions.Distribution:
+    """Check that ``prior`` is a univariate distribution with one of ``supports`` (default:
+    the reals) and return it."""
     if not isinstance(prior, torch.distributions.Distribution):
         raise TypeError(f"{where} must be a torch/Pyro Distribution, got {type(prior).__name__}")
     if prior.event_shape != torch.Size() or prior.batch_shape != torch.Size():
@@ -177,8 +179,12 @@ def check_prior(prior: object, where: str = "prior") -> torch.distributions.Dist
             f"{where} must be univariate with batch_shape () and event_shape (); got batch_shape "
             f"{tuple(prior.batch_shape)}, event_shape {tuple(prior.event_shape)}"
         )
-    if prior.support is not constraints.real:
-        raise ValueError(f"{where} must have support over the reals, got {prior.support}")
+    if not any(prior.support is support for support in supports):
+        names = {id(constraints.real): "the reals", id(constraints.positive): "x > 0",
+                 id(constraints.nonnegative): "x >= 0"}
+        wanted = " or ".join(names.get(id(support), str(support)) for support in supports)
+        raise ValueError(f"{where} must have support over {wanted}, got {prior.support} "
+                         f"({type(prior).__name__})")
     return prior
 
 

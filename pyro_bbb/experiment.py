@@ -58,7 +58,7 @@ from .data import (
     toy_regression_truth,
 )
 from .guide import MeanFieldGuide
-from .infer import FitResult, fit
+from .infer import FitResult, fit, resolve_device
 from .infer.distributed import broadcast_object, setup_distributed
 from .infer.fit import TrainingState
 from .inputs import as_features
@@ -324,6 +324,7 @@ def run_experiment(
 def _run(config, out, progress, resume, stop, info, writer, lock: contextlib.ExitStack
          ) -> ExperimentResult:
     """run_experiment's body; ``lock`` holds the run folder's lock once it is taken."""
+    resolve_device(config.training.device)  # a device missing here fails before any folder
     checkpoint = None
     if out is not None:
         if resume:

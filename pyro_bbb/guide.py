@@ -25,6 +25,8 @@ from pyro.poutine.util import prune_subsample_sites
 from torch import nn
 from torch.distributions import constraints
 
+from .inputs import as_int
+
 __all__ = ["MeanFieldGuide", "GuideSite"]
 
 
@@ -121,6 +123,10 @@ class MeanFieldGuide(nn.Module):
     def site_names(self) -> list[str]:
         return [site.name for site in self.sites]
 
+    def site_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shape of every site the guide covers (in the model's order)."""
+        return {site.name: tuple(site.shape) for site in self.sites}
+
     def locs(self) -> dict[str, torch.Tensor]:
         """μ per site (unconstrained space)."""
         return {s.name: self.loc[_key(s.name)] for s in self.sites}
@@ -153,8 +159,7 @@ class MeanFieldGuide(nn.Module):
         self, num_samples: int, generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor]:
         """``num_samples`` draws of every site from q: dict name → (num_samples, *site shape)."""
-        if not (isinstance(num_samples, int) and num_samples > 0):
-            raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+        num_samples = as_int(num_samples, "num_samples")
         locs, scales = self.locs(), self.scales()
         draws = {}
         for s in self.sites:

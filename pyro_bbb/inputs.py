@@ -6,10 +6,22 @@ that names the problem instead of deep inside torch.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 
-__all__ = ["as_features", "as_targets"]
+__all__ = ["as_features", "as_targets", "as_int"]
+
+
+def as_int(value, name: str, minimum: int = 1) -> int:
+    """``value`` as a Python int >= ``minimum`` (numpy integers too; bools and floats are
+    refused), or ValueError naming ``name``."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        if int(value) >= minimum:
+            return int(value)
+    what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
 def _to_tensor(data, name: str) -> torch.Tensor:

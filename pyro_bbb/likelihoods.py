@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import pyro
 import pyro.distributions as dist
 import torch
+from torch.distributions import constraints
 
-from .distributions import distribution_to, prior_from_spec, prior_to_spec
+from .distributions import check_prior, distribution_to, prior_from_spec, prior_to_spec
+from .inputs import as_int
 
 __all__ = [
     "Likelihood",
@@ -109,8 +111,7 @@ class Categorical(Likelihood):
     """y ~ Categorical(softmax(f)) with ``num_classes`` classes."""
 
     def __init__(self, num_classes: int):
-        if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"Categorical: num_classes must be an int >= 2, got {num_classes!r}")
+        num_classes = as_int(num_classes, "Categorical: num_classes", minimum=2)
         self.num_classes = self.output_size = num_classes
 
     def distribution(self, f, latents):
@@ -167,7 +168,8 @@ class Gaussian(Likelihood):
         if noise is not None and noise_prior is not None:
             raise ValueError("Gaussian: give either a fixed noise or a noise_prior, not both")
         self.noise = noise
-        self.noise_prior = dist.LogNormal(0.0, 1.0) if noise_prior is None else noise_prior
+        self.noise_prior = dist.LogNormal(0.0, 1.0) if noise_prior is None else check_prior(
+            noise_prior, "Gaussian: noise_prior", (constraints.positive, constraints.nonnegative))
         self._priors: dict[torch.device, dist.Distribution] = {}
 
     def latent_priors(self, device=None):
@@ -279,8 +281,10 @@ def _check_finite(t: torch.Tensor, name: str) -> None:
 
 def _check_labels(y, num_classes: int) -> torch.Tensor:
     y = torch.as_tensor(y)
+    if y.dim() == 2 and y.shape[1] == 1:  # a column of labels, as Gaussian takes (N, 1)
+        y = y[:, 0]
     if y.dim() != 1:
-        raise ValueError(f"class labels must have shape (N,), got {tuple(y.shape)}")
+        raise ValueError(f"class labels must have shape (N,) or (N, 1), got {tuple(y.shape)}")
     if y.is_floating_point():
         _check_finite(y, "y")
         if not bool((y == y.round()).all()):

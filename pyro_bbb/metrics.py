@@ -14,6 +14,8 @@ from typing import NamedTuple
 import torch
 from numpy.typing import ArrayLike
 
+from .inputs import as_int
+
 __all__ = [
     "ReliabilityCurve",
     "accuracy",
@@ -68,8 +70,10 @@ def _classification(probs: ArrayLike, labels: ArrayLike) -> tuple[torch.Tensor, 
     y = torch.as_tensor(labels)
     if p.dim() != 2:
         raise ValueError(f"probs must have shape (N, C), got {tuple(p.shape)}")
-    if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
-        raise ValueError(f"labels must be integers, got dtype {y.dtype}")
+    if y.is_complex() or (y.is_floating_point() and not bool(
+            (torch.isfinite(y) & (y == y.round())).all())):
+        raise ValueError(f"labels must be integers, got non-integer values of dtype {y.dtype}")
+    y = y.long()  # integer-valued floats and bools, as fit takes them
     if y.shape != p.shape[:1]:
         raise ValueError(
             f"shape mismatch: probs {tuple(p.shape)} needs labels of shape ({p.shape[0]},), "
@@ -135,8 +139,7 @@ def reliability_curve(probs: ArrayLike, labels: ArrayLike, num_bins: int = 15) -
 
     For each bin returns the mean accuracy and mean confidence of its examples and their count.
     """
-    if num_bins < 1:
-        raise ValueError(f"num_bins must be at least 1, got {num_bins}")
+    num_bins = as_int(num_bins, "num_bins")
     p, y = _classification(probs, labels)
     confidence, predicted = p.max(-1)
     correct = (predicted == y).to(p.dtype)

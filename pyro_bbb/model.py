@@ -28,6 +28,7 @@ from .distributions import (
     prior_to_spec,
     scale_mixture_prior,
 )
+from .inputs import as_int
 from .likelihoods import Likelihood, likelihood_from_spec
 
 __all__ = ["BayesianMLP", "ACTIVATIONS", "site_names"]
@@ -85,10 +86,9 @@ class BayesianMLP:
         activation: str = "relu",
     ):
         sizes = list(layer_sizes)
-        if len(sizes) < 2 or not all(isinstance(s, int) and s > 0 for s in sizes):
-            raise ValueError(
-                f"layer_sizes must be at least two positive ints (input, output), got {sizes}"
-            )
+        if len(sizes) < 2:
+            raise ValueError(f"layer_sizes needs at least two sizes (input, output), got {sizes}")
+        sizes = [as_int(s, f"layer_sizes[{i}]") for i, s in enumerate(sizes)]
         if not isinstance(likelihood, Likelihood):
             raise TypeError(f"likelihood must be a pyro_bbb Likelihood, got {likelihood!r}")
         if sizes[-1] != likelihood.output_size:
@@ -134,6 +134,26 @@ class BayesianMLP:
     def site_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shape of every weight and bias site, in model order."""
         return {name: shape for name, shape, _ in self._sites()}
+
+    def latent_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shape of every latent site: the weights and biases, then the likelihood's own."""
+        shapes = self.site_shapes()
+        for name, prior in self.likelihood.latent_priors().items():
+            shapes[name] = tuple(prior.batch_shape + prior.event_shape)
+        return shapes
+
+    def check_sites(self, shapes: Mapping[str, Sequence[int]], what: str) -> None:
+        """ValueError unless ``shapes`` (site name → shape, e.g. a guide's sites) has exactly
+        this model's latent sites with their shapes; ``what`` names the source in the message."""
+        expected = self.latent_shapes()
+        missing = [k for k in expected if k not in shapes]
+        unexpected = [k for k in shapes if k not in expected]
+        problems = [f"missing sites {missing}"] if missing else []
+        problems += [f"unexpected sites {unexpected}"] if unexpected else []
+        problems += [f"{k} has shape {tuple(shapes[k])}, the model's is {shape}"
+                     for k, shape in expected.items() if k in shapes and tuple(shapes[k]) != shape]
+        if problems:
+            raise ValueError(f"{what} does not match the model {self!r}: " + "; ".join(problems))
 
     def univariate_priors(self, device: torch.device) -> dict[str, Distribution]:
         """Each site's univariate prior on ``device``, unexpanded (cached; validation off)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 
+import numpy as np
 import torch
 
 from .inputs import as_features, as_targets
@@ -17,7 +18,7 @@ from .likelihoods import Bernoulli, Categorical
 from .metrics import accuracy
 
 __all__ = ["predict", "posterior_predictive", "log_likelihood", "predictive_accuracy",
-           "default_chunk_size"]
+           "default_chunk_size", "check_draws"]
 
 _CHUNK_ELEMENTS = 2**24  # floats of activations per chunk (64 MiB in float32)
 
@@ -27,27 +28,52 @@ def default_chunk_size(num_samples: int, widest_layer: int) -> int:
     return max(1, _CHUNK_ELEMENTS // max(1, num_samples * widest_layer))
 
 
-def _num_samples(samples: Mapping[str, torch.Tensor]) -> int:
-    sizes = {v.shape[0] for v in samples.values()}
+def check_draws(model, samples: Mapping) -> dict[str, torch.Tensor]:
+    """``samples`` as tensors of S ≥ 1 finite draws, shape (S, *site shape), of exactly the
+    latent sites of ``model``, on one device and of one floating dtype; else ValueError."""
+    if not isinstance(samples, Mapping):
+        raise TypeError(f"posterior draws must be a dict site name → tensor, got {samples!r}")
+    draws = {name: torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v)
+             for name, v in samples.items()}
+    for name, shape in model.latent_shapes().items():
+        value = draws.get(name)
+        if value is not None and value.dim() == len(shape) + 2 and value.shape[2:] == shape:
+            raise ValueError(f"draws of {name!r} have shape {tuple(value.shape)}, a (chain, draw) "
+                             "layout: flatten it to (S, ...) first, e.g. "
+                             "diagnostics.to_draws(idata, flatten=True)")
+        if value is not None and value.shape == shape:
+            raise ValueError(f"draws of {name!r} have shape {tuple(value.shape)}, no sample "
+                             "dimension: a single draw w needs a leading one, w[None]")
+    model.check_sites({n: v.shape[1:] for n, v in draws.items()}, "the posterior draws")
+    sizes = {v.shape[0] for v in draws.values()}
     if len(sizes) != 1:
         raise ValueError(f"posterior draws disagree on the number of samples: {sorted(sizes)}")
-    return sizes.pop()
+    if sizes == {0}:
+        raise ValueError("the posterior draws are empty (S = 0)")
+    if len({v.device for v in draws.values()}) != 1:
+        raise ValueError("posterior draws lie on different devices")
+    if not all(v.is_floating_point() for v in draws.values()):
+        raise ValueError("posterior draws must be floating-point tensors")
+    # min and max propagate NaN: a finiteness check with no draw-sized temporary
+    bad = [name for name, v in draws.items()
+           if not bool(torch.isfinite(torch.stack(torch.aminmax(v))).all())]
+    if bad:
+        raise ValueError(f"posterior draws of {bad} contain NaN or infinite values")
+    dtype = next(iter(draws.values())).dtype
+    return {name: v.to(dtype) for name, v in draws.items()}
 
 
 def _chunks(model, samples, x: torch.Tensor, chunk_size: int | None, fn: Callable):
     """Yield (fn(network outputs of the chunk, rows), rows) for consecutive chunks of rows."""
-    num_samples = _num_samples(samples)
-    device = next(iter(samples.values())).device
+    first = next(iter(samples.values()))
     if chunk_size is None:
-        chunk_size = default_chunk_size(num_samples, max(model.layer_sizes))
+        chunk_size = default_chunk_size(first.shape[0], max(model.layer_sizes))
     elif not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    if x.shape[0] == 0:
-        raise ValueError("no inputs to predict for (x has 0 rows)")
     with torch.no_grad():
         for start in range(0, x.shape[0], chunk_size):
             rows = slice(start, start + chunk_size)
-            yield fn(model.network(x[rows].to(device), samples), rows), rows
+            yield fn(model.network(x[rows].to(first.device, first.dtype), samples), rows), rows
 
 
 def _into(out: torch.Tensor | None, part: torch.Tensor, rows: slice, total: int, dim: int
@@ -77,9 +103,10 @@ def posterior_predictive(
     total = aleatoric + epistemic); regression gives ``RegressionPrediction`` (mean, std split
     into aleatoric and epistemic parts, central ``level`` interval).
     """
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+    if not (isinstance(level, (int, float)) and 0 < level < 1):
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
     x = as_features(x, model.input_size)
+    samples = check_draws(model, samples)
     first, joined = None, {}
     for part, rows in _chunks(model, samples, x, chunk_size,
                               lambda f, rows: model.likelihood.summarize(f, samples, level)):
@@ -97,6 +124,7 @@ def log_likelihood(
     """log p(y_n | x_n, w_s) for every draw s and point n: shape (S, N)."""
     x = as_features(x, model.input_size)
     y = as_targets(y, model.likelihood, x.shape[0])
+    samples = check_draws(model, samples)
     device = next(iter(samples.values())).device
     out = None
     for part, rows in _chunks(model, samples, x, chunk_size,
@@ -117,6 +145,8 @@ def predict(
     generator: torch.Generator | None = None,
 ):
     """Draw ``num_samples`` weights from the guide and summarise the posterior predictive."""
+    if hasattr(guide, "site_shapes"):
+        model.check_sites(guide.site_shapes(), "the guide")
     samples = guide.sample_posterior(num_samples, generator=generator)
     return posterior_predictive(model, samples, x, chunk_size=chunk_size, level=level)
 

@@ -32,6 +32,7 @@ from pyro_bbb import (  # noqa: E402
     posterior_predictive,
 )
 from pyro_bbb.diagnostics import (  # noqa: E402
+    OBSERVED,
     _arviz,
     fit_chains,
     function_space_summary,
@@ -168,6 +169,15 @@ def test_the_three_draw_layouts_agree_and_bad_draws_fail(regression):
         to_inference_data(model, {**flat, "layer0.weight": flat["layer0.weight"][..., :1]})
     with pytest.raises(ValueError, match="without x"):
         to_inference_data(model, flat, y=y)
+
+
+def test_float64_draws_give_the_float32_draws_answer(classifier):
+    model, x, y, _ = classifier
+    draws = untrained_draws(model, 6)
+    single = to_inference_data(model, draws, x, y, seed=0)
+    double = to_inference_data(model, {k: v.double() for k, v in draws.items()}, x, y, seed=0)
+    np.testing.assert_allclose(double.log_likelihood[OBSERVED].values,
+                               single.log_likelihood[OBSERVED].values, rtol=1e-5, atol=1e-5)
 
 
 def test_log_likelihood_is_the_conditioned_models(regression):

@@ -166,6 +166,8 @@ def test_contract_shape_expand_support():
         ((0.5, 0.0, 0.1), "sigma1 must be"),
         ((0.5, 1.0, -0.1), "sigma2 must be"),
         ((0.5, float("nan"), 0.1), "sigma1 must be"),
+        ((0.5, float("inf"), 0.1), r"sigma1 must be > 0.0 and finite, got inf"),
+        ((0.5, 1.0, float("inf")), r"sigma2 must be > 0.0 and finite"),
     ],
 )
 def test_bad_parameters_raise_value_error(args, match):

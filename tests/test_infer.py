@@ -16,7 +16,7 @@ from pyro_bbb import (
     predict,
 )
 from pyro_bbb.data import toy_regression
-from pyro_bbb.infer import kl_weights
+from pyro_bbb.infer import kl_weights, resolve_device
 from pyro_bbb.infer.fit import TrainingInterrupted
 
 NOISE, PRIOR_SIGMA = 0.5, 1.0
@@ -202,12 +202,77 @@ def _classifier():
          torch.cuda.is_available() else {"kl_weighting": "x"}, "cuda|kl_weighting"),
         ([["a", "b", "c"]] * 5, torch.zeros(5), {}, "X must be numeric"),
         ([[1.0, 2.0, 3.0], [1.0]], torch.zeros(2), {}, "ragged"),
+        (torch.randn(5, 3), torch.zeros(5), {"num_particles": 0}, "num_particles must be a"),
+        (torch.randn(5, 3), torch.zeros(5), {"seed": -1}, r"seed must be None or an int"),
+        (torch.randn(5, 3), torch.zeros(5), {"seed": 1.5}, r"seed must be None or an int"),
+        (torch.randn(5, 3), torch.zeros(5), {"epochs": True}, "epochs must be a positive int"),
     ],
 )
 def test_fit_rejects_bad_input(x, y, kwargs, match):
     model = _classifier()
+    guide = MeanFieldGuide(model)
+    before = {k: v.clone() for k, v in guide.state_dict().items()}
     with pytest.raises(ValueError, match=match):
-        fit(model, MeanFieldGuide(model), x, y, progress=False, **kwargs)
+        fit(model, guide, x, y, progress=False, **kwargs)
+    assert all(torch.equal(before[k], v) for k, v in guide.state_dict().items())
+
+
+@pytest.mark.parametrize("other,match", [
+    (BayesianMLP([3, 5, 3], Categorical(3)), r"layer0.weight has shape \(5, 3\), the model's"),
+    (BayesianMLP([3, 4, 4, 3], Categorical(3)), r"unexpected sites \['layer2.weight'"),
+    (BayesianMLP([3, 4, 1], Gaussian()), r"layer1.weight has shape \(1, 4\).*unexpected "
+     r"sites \['noise'\]|unexpected sites \['noise'\].*layer1.weight"),
+])
+def test_a_guide_of_another_model_is_refused_by_fit_and_predict(other, match):
+    model = _classifier()
+    guide = MeanFieldGuide(other)
+    x, y = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+    with pytest.raises(ValueError, match="the guide does not match the model"):
+        fit(model, guide, x, y, epochs=1, progress=False)
+    with pytest.raises(ValueError, match=match):
+        predict(model, guide, x)
+
+
+def test_a_learned_noise_model_needs_its_noise_site_in_the_guide():
+    fixed = MeanFieldGuide(BayesianMLP([3, 4, 1], Gaussian(noise=0.1)))
+    with pytest.raises(ValueError, match=r"missing sites \['noise'\]"):
+        fit(BayesianMLP([3, 4, 1], Gaussian()), fixed, torch.randn(6, 3), torch.randn(6),
+            epochs=1, progress=False)
+
+
+def test_numpy_integers_are_accepted_as_settings():
+    np = pytest.importorskip("numpy")
+    x, y = torch.randn(20, 3), torch.randint(0, 3, (20,))
+    results = []
+    for cast in (int, np.int64):
+        torch.manual_seed(0)  # the same initial guide
+        model = BayesianMLP([cast(3), cast(4), cast(3)], Categorical(cast(3)))
+        result = fit(model, MeanFieldGuide(model), x, y, epochs=cast(2), batch_size=cast(8),
+                     num_particles=cast(2), seed=cast(4), progress=False, device="cpu")
+        results.append([r.loss for r in result.history])
+    assert results[0] == results[1] and len(results[0]) == 2
+
+
+def test_the_data_follows_the_guides_dtype():
+    """A float64 guide trains on float32 data (and predicts in float64) instead of failing."""
+    x, y = torch.randn(30, 3), torch.randn(30)
+    model = BayesianMLP([3, 4, 1], Gaussian(noise=0.5))
+    guide = MeanFieldGuide(model).double()
+    result = fit(model, guide, x, y, epochs=3, batch_size=10, progress=False, device="cpu")
+    assert all(p.dtype == torch.float64 for p in guide.parameters())
+    assert all(math.isfinite(r.loss) for r in result.history)
+    assert predict(model, guide, x, num_samples=4).mean.dtype == torch.float64
+
+
+def test_resuming_with_another_kind_of_optimizer_is_refused():
+    x, y = torch.randn(20, 3), torch.randn(20)
+    model = BayesianMLP([3, 4, 1], Gaussian(noise=0.5))
+    guide = MeanFieldGuide(model)
+    first = fit(model, guide, x, y, epochs=1, batch_size=5, progress=False, device="cpu")
+    with pytest.raises(ValueError, match=r"optimizer state does not fit.*no \['dampening', "
+                                         r"'momentum'\].*than SGD"):
+        fit(model, guide, x, y, epochs=2, batch_size=5, progress=False, device="cpu",
+            state=first.state, optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
 
 
 class PoisonFirst(PoisonAfter):
@@ -304,3 +369,16 @@ def test_schedule_and_divergence_options_are_checked(kwargs, match):
     with pytest.raises(ValueError, match=match):
         fit(model, MeanFieldGuide(model), torch.randn(4, 3), torch.randn(4), progress=False,
             **kwargs)
+
+
+@pytest.mark.parametrize("device,match", [
+    ("mps", r"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'mps'"),
+    ("meta", r"got 'meta'"),
+    ("gpu", r"got 'gpu'"),
+    (3.5, r"got 3.5"),
+    ("cuda:64", r"'cuda:64' was asked for but (no CUDA device is available|this machine has)"),
+])
+def test_unusable_devices_are_named(device, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_device(device)
+    assert resolve_device("cpu") == torch.device("cpu")

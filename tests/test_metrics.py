@@ -261,7 +261,8 @@ GOOD_PROBS = torch.tensor([[0.5, 0.5], [0.1, 0.9]])
         (GOOD_PROBS, torch.tensor([0, 1, 1]), r"probs \(2, 2\).*labels \(3,\)"),
         (GOOD_PROBS, torch.tensor([0, 2]), r"labels out of range \[0, 2\)"),
         (GOOD_PROBS, torch.tensor([-1, 0]), r"labels out of range"),
-        (GOOD_PROBS, torch.tensor([0.0, 1.0]), "labels must be integers"),
+        (GOOD_PROBS, torch.tensor([0.0, 0.5]), "labels must be integers"),
+        (GOOD_PROBS, torch.tensor([0.0, float("nan")]), "labels must be integers"),
         (torch.empty(0, 3), torch.empty(0, dtype=torch.long), "probs is empty"),
         (torch.tensor([[float("nan"), 1.0]]), torch.tensor([0]), "probs contains NaN"),
         (torch.tensor([0.5, 0.5]), torch.tensor([0]), r"probs must have shape \(N, C\)"),
@@ -277,9 +278,20 @@ def test_classification_errors(metric, probs, labels, match):
         metric(probs, labels)
 
 
+@pytest.mark.parametrize(
+    "metric", [accuracy, nll, brier_score, expected_calibration_error])
+def test_labels_as_fit_takes_them_give_the_integer_labels_answer(metric):
+    probs, labels = torch.tensor([[0.7, 0.3], [0.2, 0.8], [0.6, 0.4]]), torch.tensor([0, 1, 1])
+    want = metric(probs, labels)
+    assert metric(probs, labels.float()) == want
+    assert metric(probs, labels.bool()) == want
+    assert metric(probs, labels.numpy().astype("float64")) == want
+
+
 def test_num_bins_must_be_positive():
-    with pytest.raises(ValueError, match="num_bins must be at least 1"):
-        expected_calibration_error(GOOD_PROBS, torch.tensor([0, 1]), num_bins=0)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="num_bins must be a positive int"):
+            expected_calibration_error(GOOD_PROBS, torch.tensor([0, 1]), num_bins=bad)
 
 
 def test_regression_shape_mismatch_names_both_shapes():

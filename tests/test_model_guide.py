@@ -1,6 +1,7 @@
 """BayesianMLP + MeanFieldGuide: sites, particles, minibatch scaling, the paper's update rule."""
 
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,7 @@ from pyro_bbb import (
     Gaussian,
     MeanFieldGuide,
     elbo_terms,
+    fit,
     gaussian_prior,
     scale_mixture_prior,
 )
@@ -183,8 +185,8 @@ def test_elbo_terms_split_matches_definition():
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
-        ({"layer_sizes": [3]}, ValueError, "at least two positive ints"),
-        ({"layer_sizes": [3, 0, 1]}, ValueError, "at least two positive ints"),
+        ({"layer_sizes": [3]}, ValueError, "at least two sizes"),
+        ({"layer_sizes": [3, 0, 1]}, ValueError, r"layer_sizes\[1\] must be a positive int"),
         ({"layer_sizes": [3, 2]}, ValueError, "needs 1"),
         ({"activation": "swish"}, ValueError, "unknown activation 'swish'"),
         ({"prior": [gaussian_prior(1.0)] * 3}, ValueError, "3 priors for 2 layers"),
@@ -224,3 +226,34 @@ def test_sample_posterior_and_snr_shapes():
     torch.testing.assert_close(snr["layer0.weight"], expected)
     with pytest.raises(ValueError, match="num_samples must be a positive int"):
         guide.sample_posterior(0)
+
+
+@pytest.mark.parametrize("likelihood,labels", [(Categorical(3), [0, 2, 1]),
+                                               (Bernoulli(), [1, 0, 1])])
+def test_a_column_of_labels_is_read_as_the_labels(likelihood, labels):
+    flat = likelihood.check_targets(torch.tensor(labels))
+    torch.testing.assert_close(likelihood.check_targets(torch.tensor(labels)[:, None]), flat)
+    with pytest.raises(ValueError, match=r"class labels must have shape \(N,\) or \(N, 1\), got "
+                                         r"\(3, 2\)"):
+        likelihood.check_targets(torch.tensor(labels)[:, None].repeat(1, 2))
+
+
+@pytest.mark.parametrize("noise_prior,error,match", [
+    (dist.Normal(0.0, 1.0), ValueError, r"noise_prior must have support over x > 0 or x >= 0, "
+                                        r"got Real\(\) \(Normal\)"),
+    ("lognormal", TypeError, "noise_prior must be a torch/Pyro Distribution, got str"),
+    (dist.LogNormal(torch.zeros(2), 1.0), ValueError, r"batch_shape \(2,\)"),
+])
+def test_a_noise_prior_must_be_a_scalar_prior_on_positive_numbers(noise_prior, error, match):
+    with pytest.raises(error, match=match):
+        Gaussian(noise_prior=noise_prior)
+
+
+def test_a_half_normal_noise_prior_trains_a_positive_noise():
+    x = torch.randn(40, 2)
+    y = x[:, 0] + 0.3 * torch.randn(40)
+    model = BayesianMLP([2, 1], Gaussian(noise_prior=dist.HalfNormal(1.0)))
+    guide = MeanFieldGuide(model)
+    fit(model, guide, x, y, epochs=20, batch_size=40, lr=0.05, progress=False, device="cpu")
+    noise = guide.sample_posterior(50)["noise"]
+    assert bool((noise > 0).all()) and 0.1 < float(noise.median()) < 1.0

@@ -122,12 +122,52 @@ def test_predict_rejects_bad_input():
         predict(model, guide, torch.randn(3, 5))
     with pytest.raises(ValueError, match="X contains NaN"):
         predict(model, guide, torch.tensor([[0.0, float("inf"), 0.0, 0.0]]))
-    with pytest.raises(ValueError, match="level must be in"):
-        predict(model, guide, torch.randn(3, 4), level=1.5)
+    for level in (1.5, "0.9", None):
+        with pytest.raises(ValueError, match="level must be in"):
+            predict(model, guide, torch.randn(3, 4), level=level)
     with pytest.raises(ValueError, match="disagree on the number of samples"):
         draws = guide.sample_posterior(4)
         draws["layer0.bias"] = draws["layer0.bias"][:2]
         posterior_predictive(model, draws, torch.randn(3, 4))
+
+
+def _with(draws, name, value):
+    return {**draws, name: value}
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda d: {k: v.reshape(2, 3, *v.shape[1:]) for k, v in d.items()},
+     r"layer0.weight' have shape \(2, 3, 8, 4\), a \(chain, draw\) layout: flatten"),
+    (lambda d: {k: v[0] for k, v in d.items()}, r"no sample dimension: .*w\[None\]"),
+    (lambda d: {k: v for k, v in d.items() if k != "layer1.bias"},
+     r"posterior draws does not match.*missing sites \['layer1.bias'\]"),
+    (lambda d: _with(d, "layer0.weight", d["layer0.weight"].transpose(1, 2)),
+     r"layer0.weight has shape \(4, 8\), the model's is \(8, 4\)"),
+    (lambda d: {k: v[:0] for k, v in d.items()}, r"empty \(S = 0\)"),
+    (lambda d: _with(d, "layer1.weight", d["layer1.weight"].index_fill(0, torch.tensor([4]),
+                                                                       float("nan"))),
+     r"draws of \['layer1.weight'\] contain NaN or infinite"),
+    (lambda d: _with(d, "layer1.bias", d["layer1.bias"].long()), "floating-point"),
+])
+def test_posterior_draws_are_checked_against_the_model(change, match):
+    model, guide = classifier()
+    draws = change(guide.sample_posterior(6))
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    with pytest.raises(ValueError, match=match):
+        posterior_predictive(model, draws, x)
+    with pytest.raises(ValueError, match=match):
+        log_likelihood(model, draws, x, y)
+
+
+def test_numpy_and_float64_draws_predict_like_the_tensors_they_hold():
+    model, guide = classifier()
+    draws, x = guide.sample_posterior(6), torch.randn(5, 4)
+    want = posterior_predictive(model, draws, x).probs
+    as_numpy = posterior_predictive(model, {k: v.numpy() for k, v in draws.items()}, x).probs
+    as_double = posterior_predictive(model, {k: v.double() for k, v in draws.items()}, x).probs
+    torch.testing.assert_close(as_numpy, want)
+    assert as_double.dtype == torch.float64
+    torch.testing.assert_close(as_double.float(), want)
 
 
 class _AllocationSpy(TorchDispatchMode):

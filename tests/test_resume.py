@@ -445,3 +445,10 @@ def _with_object(checkpoint) -> TrainingState:
     state.settings["oops"] = object()
     return state
 
+
+
+def test_a_device_missing_here_fails_before_a_run_folder_is_made(tmp_path, short_spec):
+    config = apply_overrides(load_config(short_spec), ["training.device=cuda:64"])
+    with pytest.raises(ValueError, match="'cuda:64' was asked for"):
+        run_experiment(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -21,6 +21,8 @@ from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from pyro.poutine.util import prune_subsample_sites
 
+from ..inputs import as_int
+
 __all__ = ["ELBOTerms", "elbo_terms"]
 
 
@@ -52,6 +54,7 @@ def elbo_terms(
     Particles are drawn in one go inside ``pyro.plate("num_particles_vectorized", K)`` at dim
     −(max_plate_nesting + 1), exactly as Trace_ELBO(vectorize_particles=True) does.
     """
+    num_particles = as_int(num_particles, "num_particles")
     if num_particles > 1:
         plate = pyro.plate("num_particles_vectorized", num_particles, dim=-(max_plate_nesting + 1))
         model, guide = plate(model), plate(guide)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from pyro.distributions.transforms import biject_to
 
+from ..inputs import as_int
 from . import fused_kernel
 from .elbo import ELBOTerms
 from .fused_site import FusedPrior, fused_prior, sample_sites
@@ -47,11 +48,10 @@ def supports_fast_elbo(model, guide) -> bool:
     """True when ``model`` is a BayesianMLP-like model and ``guide`` a matching MeanFieldGuide."""
     from ..guide import MeanFieldGuide
 
-    needed = ("site_shapes", "univariate_priors", "network", "likelihood")
+    needed = ("latent_shapes", "univariate_priors", "network", "likelihood")
     if not isinstance(guide, MeanFieldGuide) or not all(hasattr(model, a) for a in needed):
         return False
-    expected = {**model.site_shapes(), **{n: () for n in model.likelihood.latent_priors()}}
-    return {s.name: tuple(s.shape) for s in guide.sites} == expected
+    return guide.site_shapes() == model.latent_shapes()
 
 
 class FastELBO:
@@ -66,7 +66,8 @@ class FastELBO:
     def __init__(self, model, guide, num_particles: int = 1, compiled: bool = True):
         if not supports_fast_elbo(model, guide):
             raise ValueError("FastELBO needs a BayesianMLP and a MeanFieldGuide built from it")
-        self.model, self.guide, self.num_particles = model, guide, num_particles
+        self.model, self.guide = model, guide
+        self.num_particles = as_int(num_particles, "num_particles")
         self.compiled = compiled
         self._plans: dict[tuple[torch.device, bool], tuple] = {}
         if all(p.device.type == "cpu" for p in guide.parameters()):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import random
 import time
 import warnings
@@ -43,7 +44,7 @@ import pyro
 import torch
 from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywidgets
 
-from ..inputs import as_features, as_targets
+from ..inputs import as_features, as_int, as_targets
 from .captured import CapturedStep, CudaGraph, is_capturable
 from .distributed import (
     GradientAverager,
@@ -314,13 +315,22 @@ def _cpu_copy(value: Any) -> Any:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" → CUDA when available, else CPU; anything else is checked to exist."""
+    """"auto" → CUDA when available, else CPU; "cpu", "cuda" or "cuda:N" are checked to exist
+    here (ValueError naming the device otherwise)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA device is available")
-    return device
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for but no CUDA device is available")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r} was asked for but this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s)")
+    return resolved
 
 
 def kl_weights(num_batches: int, scheme: str) -> torch.Tensor:
@@ -346,13 +356,17 @@ def schedule_factor(schedule: str, epoch: int, epochs: int) -> float:
     return 1.0
 
 
-def _check_settings(epochs, batch_size, lr, num_particles):
-    for name, value in (("epochs", epochs), ("batch_size", batch_size),
-                        ("num_particles", num_particles)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+def _check_settings(epochs, batch_size, lr, num_particles, seed) -> tuple[int, int, int]:
+    """The int settings as Python ints (numpy ints accepted), or ValueError naming the bad one."""
+    counts = tuple(as_int(value, name) for name, value in (
+        ("epochs", epochs), ("batch_size", batch_size), ("num_particles", num_particles)))
+    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr)
+            and lr > 0):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if seed is not None and not (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
+                                 and 0 <= seed < 2**32):
+        raise ValueError(f"seed must be None or an int in [0, 2**32), got {seed!r}")
+    return counts
 
 
 def fit(
@@ -429,7 +443,10 @@ def fit(
     reseed from (seed, r, step), so it is a valid continuation but not bitwise the
     uninterrupted run; the world size must be the saved one.
     """
-    _check_settings(epochs, batch_size, lr, num_particles)
+    epochs, batch_size, num_particles = _check_settings(epochs, batch_size, lr, num_particles,
+                                                        seed)
+    if hasattr(model, "check_sites") and hasattr(guide, "site_shapes"):
+        model.check_sites(guide.site_shapes(), "the guide")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
     if on_divergence not in ("stop", "lower_lr"):
@@ -453,8 +470,9 @@ def fit(
         device = torch.device("cuda", info.local_rank)
     x = as_features(x, getattr(model, "input_size", None))
     y = as_targets(y, model.likelihood, x.shape[0]) if hasattr(model, "likelihood") else y
-    x, y = x.to(device), y.to(device)
+    x, y = _like_guide(x, y, guide, device)
     if seed is not None and state is None:
+        seed = int(seed)
         pyro.set_rng_seed(rank_seed(seed, rank) if rank_noise else seed)
     guide.to(device)
     if info is not None:
@@ -650,16 +668,21 @@ def _restore(state: TrainingState, guide, opt, settings: dict, epochs: int, lr: 
     if state.epoch > epochs or (state.epoch == epochs and state.batch):
         raise ValueError(f"cannot resume: the training state is past epoch {state.epoch}, "
                          f"beyond epochs={epochs}")
+    settings_keys = [set(group) for group in opt.param_groups]
+    try:
+        opt.load_state_dict(state.optimizer_state)
+        for group, keys in zip(opt.param_groups, settings_keys, strict=True):
+            if not keys <= set(group):  # torch copies the saved groups' settings over
+                raise ValueError(f"it has no {sorted(keys - set(group))}: it was saved by "
+                                 f"another kind of optimizer than {type(opt).__name__}")
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as err:
+        raise ValueError(f"cannot resume: the training state's optimizer state does not fit "
+                         f"this optimizer: {err}") from None
     try:
         guide.load_state_dict(state.guide_state)
     except (RuntimeError, KeyError) as err:
         raise ValueError(f"cannot resume: the training state's guide parameters do not fit "
                          f"this guide: {err}") from None
-    try:
-        opt.load_state_dict(state.optimizer_state)
-    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as err:
-        raise ValueError(f"cannot resume: the training state's optimizer state does not fit "
-                         f"this optimizer: {err}") from None
     if lr is not None:
         for group in opt.param_groups:
             _set_group_lr(group, lr)
@@ -705,6 +728,13 @@ def _graph_factory(cuda_graph: bool | str, device: torch.device, engine: str,
         raise ValueError(f"cuda_graph=True cannot apply: {why} (device {device}, engine "
                          f"{engine!r})")
     return CudaGraph if cuda_graph is not False and why is None else None
+
+
+def _like_guide(x: torch.Tensor, y: torch.Tensor, guide, device: torch.device):
+    """x (and real-valued y) on ``device`` in the floating dtype of the guide's parameters, so
+    that a float64 guide trains on float32 data and vice versa."""
+    dtype = next((p.dtype for p in guide.parameters() if p.is_floating_point()), x.dtype)
+    return x.to(device, dtype), y.to(device, dtype if y.is_floating_point() else None)
 
 
 def _step_terms(model, guide, num_particles: int, engine: str) -> tuple[Callable, str]:
