@@ -29,6 +29,8 @@ numbers), so regret curves of one seed are directly comparable.
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ from .data.mushroom import MushroomData
 from .guide import MeanFieldGuide
 from .infer.engine import FastELBO
 from .infer.optim import default_adam
+from .inputs import as_int
 from .likelihoods import Gaussian
 from .model import BayesianMLP
 
@@ -73,6 +76,44 @@ ACTIONS = ("pass", "eat")
 EAT_REWARD = 5.0
 POISON_REWARD = -35.0
 NUM_ACTIONS = len(ACTIONS)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _real(value, name: str, positive: bool = False) -> float:
+    """``value`` as a finite float (> 0 if ``positive``), or ValueError naming ``name``."""
+    if (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(value) and (value > 0 or not positive)):
+        return float(value)
+    what = "a positive finite number" if positive else "a finite number"
+    raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def _widths(hidden) -> list[int]:
+    """Hidden layer widths as a list of positive ints."""
+    if isinstance(hidden, str) or not isinstance(hidden, (Sequence, np.ndarray)):
+        raise ValueError(f"hidden must be a sequence of positive ints, got {hidden!r}")
+    return [as_int(w, "each hidden width") for w in hidden]
+
+
+def _checked_data(data: MushroomData) -> MushroomData:
+    """``data`` with float32 features (N, D) and bool labels (N,), or ValueError saying what
+    is wrong (lengths that differ, NaN features, labels other than 0/1)."""
+    features, edible = torch.as_tensor(data.features), torch.as_tensor(data.edible)
+    if features.dim() != 2:
+        raise ValueError(f"data.features must have shape (N, num_features), got "
+                         f"{tuple(features.shape)}")
+    if edible.dim() != 1 or len(edible) != len(features):
+        raise ValueError(f"data has {len(features)} feature rows but edible has shape "
+                         f"{tuple(edible.shape)}; they must match")
+    if len(features) == 0:
+        raise ValueError("the bandit needs at least one mushroom")
+    if features.is_complex() or not torch.isfinite(features).all():
+        raise ValueError("data.features must be real and finite (no NaN or inf)")
+    if edible.dtype != torch.bool and not bool(((edible == 0) | (edible == 1)).all()):
+        raise ValueError("data.edible must hold booleans (or 0/1)")
+    return MushroomData(features.to(torch.float32), edible.bool())
 
 
 # --------------------------------------------------------------------------- rewards
@@ -127,13 +168,11 @@ class MushroomBandit:
     """
 
     def __init__(self, data: MushroomData, seed: int = 0):
-        if len(data) == 0:
-            raise ValueError("the bandit needs at least one mushroom")
-        self.data = data
+        self.data = _checked_data(data)
         self.reset(seed)
 
     def reset(self, seed: int) -> None:
-        self._rng = np.random.default_rng(seed)
+        self._rng = np.random.default_rng(as_int(seed, "seed", minimum=0))
         self._index: int | None = None
         self._lucky = False
 
@@ -182,9 +221,8 @@ class ReplayBuffer:
     """The last ``capacity`` (input, reward) pairs, in preallocated tensors (a ring)."""
 
     def __init__(self, capacity: int, input_size: int):
-        if capacity < 1:
-            raise ValueError(f"capacity must be positive, got {capacity}")
-        self.capacity = capacity
+        self.capacity = capacity = as_int(capacity, "capacity")
+        input_size = as_int(input_size, "input_size")
         self.x = torch.zeros(capacity, input_size)
         self.y = torch.zeros(capacity)
         self.size = 0
@@ -220,23 +258,39 @@ class _ReplayLearner:
 
     def __init__(self, num_features: int, buffer_size: int, batch_size: int,
                  updates_per_step: int, update_every: int, seed: int):
-        if updates_per_step < 0 or update_every < 1 or batch_size < 1:
-            raise ValueError("need updates_per_step >= 0, update_every >= 1, batch_size >= 1")
-        self.num_features = num_features
-        self.batch_size = batch_size
-        self.updates_per_step = updates_per_step
-        self.update_every = update_every
-        self.buffer = ReplayBuffer(buffer_size, num_features + NUM_ACTIONS)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.num_features = num_features = as_int(num_features, "num_features")
+        self.batch_size = as_int(batch_size, "batch_size")
+        self.updates_per_step = as_int(updates_per_step, "updates_per_step", minimum=0)
+        self.update_every = as_int(update_every, "update_every")
+        self.buffer = ReplayBuffer(as_int(buffer_size, "buffer_size"), num_features + NUM_ACTIONS)
+        self.generator = torch.Generator().manual_seed(as_int(seed, "seed", minimum=0))
         self._inputs = _action_inputs(num_features)
         self._interactions = 0
 
+    def _check_context(self, context, batch: bool = False) -> torch.Tensor:
+        """``context`` as a tensor of shape (num_features,), or (N, num_features) if ``batch``."""
+        context = torch.as_tensor(context)
+        if context.dim() != 1 + batch or context.shape[-1] != self.num_features:
+            name = "contexts" if batch else "context"
+            shape = "(N, num_features)" if batch else "(num_features,)"
+            raise ValueError(f"{name} has shape {tuple(context.shape)}; this agent was built for "
+                             f"num_features={self.num_features} and expects {shape}")
+        return context
+
     def _both_actions(self, context: torch.Tensor) -> torch.Tensor:
-        self._inputs[:, : self.num_features] = context
+        self._inputs[:, : self.num_features] = self._check_context(context)
         return self._inputs
 
     def update(self, context: torch.Tensor, action: int, reward: float) -> None:
         """Store ([x, one-hot(a)], reward); every ``update_every`` calls take gradient steps."""
+        context = self._check_context(context)
+        if action not in (PASS, EAT) or isinstance(action, bool):
+            raise ValueError(f"action must be {PASS} (pass) or {EAT} (eat), got {action!r}")
+        reward = float(reward)
+        if not math.isfinite(reward):
+            raise ValueError(f"reward must be finite, got {reward}")
+        if not bool(torch.isfinite(context).all()):
+            raise ValueError("context contains NaN or infinite values")
         row = torch.zeros(self.num_features + NUM_ACTIONS)
         row[: self.num_features] = context
         row[self.num_features + int(action)] = 1.0
@@ -289,15 +343,18 @@ class ThompsonAgent(_ReplayLearner):
                          seed)
         if kl_data not in ("buffer", "seen"):
             raise ValueError(f"kl_data must be 'buffer' or 'seen', got {kl_data!r}")
+        hidden = _widths(hidden)
+        noise = None if noise is None else _real(noise, "noise", positive=True)
+        self.reward_scale = _real(reward_scale, "reward_scale", positive=True)
+        init_rho = _real(init_rho, "init_rho")
+        num_particles = as_int(num_particles, "num_particles")
+        lr = _real(lr, "lr", positive=True)
         self.kl_data = kl_data
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.model = BayesianMLP([num_features + NUM_ACTIONS, *hidden, 1], Gaussian(noise),
-                                     prior=prior)
+            self.model = BayesianMLP([self.num_features + NUM_ACTIONS, *hidden, 1],
+                                     Gaussian(noise), prior=prior)
             self.guide = MeanFieldGuide(self.model, init_rho=init_rho)
-        if not reward_scale > 0:
-            raise ValueError(f"reward_scale must be positive, got {reward_scale}")
-        self.reward_scale = float(reward_scale)
         self.elbo = FastELBO(self.model, self.guide, num_particles=num_particles)
         self.optimizer = default_adam(self.guide.parameters(), lr)
 
@@ -319,8 +376,8 @@ class ThompsonAgent(_ReplayLearner):
         """P(the policy eats | x) = P_{w~q}(f([x, eat]; w) > f([x, pass]; w)) for each row of
         ``contexts`` (N, num_features), estimated from ``num_draws`` posterior draws evaluated
         ``chunk`` at a time: shape (N,)."""
-        if num_draws < 1 or chunk < 1:
-            raise ValueError(f"num_draws and chunk must be positive, got {num_draws}, {chunk}")
+        num_draws, chunk = as_int(num_draws, "num_draws"), as_int(chunk, "chunk")
+        contexts = self._check_context(contexts, batch=True)
         n = contexts.shape[0]
         inputs = {}
         for action, template in zip((PASS, EAT), _action_inputs(self.num_features), strict=True):
@@ -367,14 +424,15 @@ class GreedyAgent(_ReplayLearner):
                  epsilon: float = 0.0, buffer_size: int = 4096, batch_size: int = 64,
                  lr: float = 1e-3, updates_per_step: int = 1, update_every: int = 1,
                  seed: int = 0):
-        if not 0.0 <= epsilon <= 1.0:
+        if not 0.0 <= _real(epsilon, "epsilon") <= 1.0:
             raise ValueError(f"epsilon must lie in [0, 1], got {epsilon}")
         super().__init__(num_features, buffer_size, batch_size, updates_per_step, update_every,
                          seed)
         self.epsilon = float(epsilon)
+        hidden, lr = _widths(hidden), _real(lr, "lr", positive=True)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.network = _mlp([num_features + NUM_ACTIONS, *hidden, 1])
+            self.network = _mlp([self.num_features + NUM_ACTIONS, *hidden, 1])
         self.optimizer = default_adam(self.network.parameters(), lr)
 
     @torch.no_grad()
@@ -401,6 +459,7 @@ class OracleAgent:
     """Eats exactly the edible mushrooms; it looks each context up in the labelled data."""
 
     def __init__(self, data: MushroomData):
+        data = _checked_data(data)
         self._edible: dict[bytes, bool] = {}
         for row, edible in zip(data.features.numpy(), data.edible.tolist(), strict=True):
             key = row.tobytes()
@@ -445,8 +504,7 @@ def run_bandit(agent: Agent, data: MushroomData, steps: int, seed: int = 0,
     repeats the run exactly. ``progress(n)`` is called with the number of steps done since its
     last call, every 100 steps (e.g. ``tqdm.update``).
     """
-    if steps < 1:
-        raise ValueError(f"steps must be positive, got {steps}")
+    steps = as_int(steps, "steps")
     env = MushroomBandit(data, seed)
     actions = np.zeros(steps, dtype=np.int8)
     edible = np.zeros(steps, dtype=bool)
@@ -489,7 +547,7 @@ def default_agents(data: MushroomData, *, updates_per_step: int = 1, update_ever
     """Factories ``seed -> agent`` for the paper's comparison: BBB Thompson sampling, greedy,
     ε-greedy with ε = 1% and 5%, and (optionally) the oracle. All learners share the replay
     buffer and update settings; ``thompson_kwargs`` go to ``ThompsonAgent`` only."""
-    width = int(data.features.shape[1])
+    width = int(_checked_data(data).features.shape[1])
     schedule = {"updates_per_step": updates_per_step, "update_every": update_every,
                 "buffer_size": buffer_size}
     agents: dict[str, Callable[[int], Agent]] = {
@@ -512,8 +570,13 @@ def run_experiment(data: MushroomData, steps: int, seeds: Sequence[int],
     data, steps, s)``: within a seed all agents meet the same mushrooms and coins.
     ``progress=True`` shows a tqdm bar over all agent-steps.
     """
+    data, steps = _checked_data(data), as_int(steps, "steps")
+    seeds = [as_int(s, "each seed", minimum=0) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one seed")
     agents = default_agents(data) if agents is None else agents
-    seeds = [int(s) for s in seeds]
+    if not agents:
+        raise ValueError("agents is empty: give at least one agent factory")
     result = ExperimentResult(steps, seeds)
     bar = None
     if progress:

@@ -158,6 +158,8 @@ def _check_state(state: Mapping, model: BayesianMLP, where: str) -> None:
             problems.append(f"{name} is not a floating-point tensor")
         elif value.shape != shape:
             problems.append(f"{name} has shape {tuple(value.shape)}, expected {tuple(shape)}")
+        elif not torch.isfinite(value).all():
+            problems.append(f"{name} holds NaN or inf values")
     if problems:
         raise CheckpointError(
             f"{where}: guide state does not match the model {describe_spec(model.spec())}: "
@@ -177,12 +179,22 @@ def save_checkpoint(
     With ``training_state`` (from ``fit``'s ``on_checkpoint`` or ``FitResult.state``) the file
     also holds what resuming needs, and the parameters written are the state's (the snapshot the
     optimizer state belongs to). Returns the path written. Raises CheckpointError (and writes
-    nothing) when the metadata is not JSON-like, the guide does not belong to the model, the
-    model has no spec or the state holds something other than tensors and plain values.
+    nothing) when the metadata is not JSON-like, the guide does not belong to the model or holds
+    NaN/inf, the model has no spec, the state holds something other than tensors and plain
+    values, the directory is missing or unwritable, or ``path`` exists and is not a checkpoint
+    (that file is never overwritten).
     """
-    path = Path(path)
+    path = _as_path(path)
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise CheckpointError(f"metadata must be a dict with str keys, got "
+                              f"{type(metadata).__name__}")
     metadata = dict(metadata or {})
     check_json_like(metadata)
+    if not isinstance(guide, MeanFieldGuide):
+        raise CheckpointError(f"guide must be a MeanFieldGuide, got {type(guide).__name__}")
+    if training_state is not None and not isinstance(training_state, TrainingState):
+        raise CheckpointError(f"training_state must be a TrainingState, got "
+                              f"{type(training_state).__name__}")
     try:
         spec = model.spec()
     except (AttributeError, ValueError) as err:
@@ -199,14 +211,13 @@ def save_checkpoint(
         "metadata": metadata,
     }
     if training_state is not None:
-        if not isinstance(training_state, TrainingState):
-            raise CheckpointError(f"training_state must be a TrainingState, got "
-                                  f"{type(training_state).__name__}")
         payload["training_state"] = training_state.to_dict(include_guide=False)
         _check_plain(payload["training_state"], "training_state")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot save checkpoint: directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _check_target(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise CheckpointError(f"cannot save checkpoint to {path}: {err.strerror}") from None
     try:
         crc32 = torch.serialization.get_crc32_options()
         torch.serialization.set_crc32_options(True)  # loading verifies the checksums
@@ -224,6 +235,53 @@ def save_checkpoint(
         raise
     _fsync_directory(path.parent)
     return path
+
+
+def _as_path(path: PathLike) -> Path:
+    """``path`` as a Path; CheckpointError for an empty or non-path value."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"checkpoint path must be a str or os.PathLike, got "
+                              f"{type(path).__name__}")
+    if not os.fspath(path):
+        raise CheckpointError("checkpoint path is empty")
+    return Path(path)
+
+
+def _check_target(path: Path) -> None:
+    """Raise CheckpointError unless saving may write ``path``: its directory exists and ``path``
+    is absent, empty or a pyro_bbb checkpoint (any other file is the user's and is kept)."""
+    if path.is_dir():
+        raise CheckpointError(f"cannot save checkpoint: {path} is a directory")
+    if not path.parent.is_dir():
+        raise CheckpointError(f"cannot save checkpoint to {path}: directory {path.parent} does "
+                              "not exist")
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+        return
+    try:
+        _read(path, "cpu")
+    except CheckpointError as err:
+        raise CheckpointError(f"refusing to overwrite {path}: it exists and is not a readable "
+                              f"pyro_bbb checkpoint ({err}); remove it or save elsewhere") from None
+
+
+def _check_map_location(map_location) -> None:
+    """ValueError unless a str/torch.device ``map_location`` names a device usable here."""
+    if not isinstance(map_location, (str, torch.device)):
+        return  # None, dicts and callables go to torch.load as they are
+    try:
+        device = torch.device(map_location)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"map_location {map_location!r} is not a valid device (use e.g. 'cpu' "
+                         "or 'cuda:0')") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"map_location {str(map_location)!r} is not available on this machine "
+                         "(CUDA is unavailable); use map_location='cpu'")
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"map_location {str(map_location)!r} is not available on this machine: "
+                         f"{reason}") from None
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -357,9 +415,11 @@ def load_checkpoint(
 
     With ``model`` given, the parameters are loaded into a guide for that model after
     ``check_compatible`` (and the returned checkpoint holds that model). Every problem with the
-    file raises CheckpointError with the path in its message.
+    file (NaN/inf parameters included) raises CheckpointError with the path in its message; a
+    ``map_location`` that is invalid or not available here raises ValueError before reading.
     """
-    path = Path(path)
+    path = _as_path(path)
+    _check_map_location(map_location)
     payload = _read(path, map_location)
     try:
         saved_model = BayesianMLP.from_spec(payload["model_spec"])

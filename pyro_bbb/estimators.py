@@ -34,7 +34,7 @@ from .distributions import check_prior, gaussian_prior, scale_mixture_prior
 from .guide import MeanFieldGuide
 from .infer import fit as svi_fit
 from .infer import resolve_device
-from .inputs import as_features, as_targets
+from .inputs import as_features, as_int, as_targets
 from .likelihoods import Categorical, Gaussian, Likelihood
 from .model import ACTIVATIONS, BayesianMLP
 from .predict import predict as posterior_predict
@@ -96,12 +96,6 @@ def _spell_out_settings(init: Callable) -> Callable:
 
 
 # --------------------------------------------------------------------------- setting checks
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def _positive_float(name: str, value) -> float:
@@ -205,6 +199,34 @@ def _features(X, estimator: str, n_features: int | None = None) -> np.ndarray:
         raise ValueError(f"X has {x.shape[1]} features, but {estimator} is expecting "
                          f"{n_features} features as input")
     return x
+
+
+def _regression_targets(y, num_rows: int) -> np.ndarray:
+    """y as a float64 (num_rows,) array: numeric, finite, 1-D or (N, 1)."""
+    values = _numeric(y, "y")
+    as_targets(values, Gaussian(), num_rows)  # shape, finiteness, length: clear messages
+    return values.astype(np.float64).reshape(-1)
+
+
+def _sample_weight(sample_weight, num_rows: int) -> np.ndarray:
+    """Score weights as a float64 (num_rows,) array: finite, >= 0 and not all zero."""
+    if sample_weight is None:
+        return np.ones(num_rows)
+    w = _numeric(sample_weight, "sample_weight")
+    if w.dtype.kind not in "biuf":
+        raise ValueError(f"sample_weight must hold real numbers, got dtype {w.dtype}")
+    if w.ndim != 1:
+        raise ValueError(f"sample_weight must have shape (n_samples,), got {w.shape}")
+    if w.shape[0] != num_rows:
+        raise ValueError(f"X has {num_rows} rows but sample_weight has {w.shape[0]}")
+    w = w.astype(np.float64)
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight contains NaN or infinite values")
+    if (w < 0).any():
+        raise ValueError(f"sample_weight must be >= 0, got {int((w < 0).sum())} negative")
+    if w.sum() == 0:
+        raise ValueError("sample_weight is all zero")
+    return w
 
 
 def _moments(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -338,11 +360,11 @@ class _BBBEstimator(_EstimatorRoot):
             hidden=_hidden_widths(self.hidden_sizes),
             prior=self._prior(),
             init_rho=float(init_rho),
-            epochs=_positive_int("epochs", self.epochs),
-            batch_size=_positive_int("batch_size", self.batch_size),
+            epochs=as_int(self.epochs, "epochs"),
+            batch_size=as_int(self.batch_size, "batch_size"),
             lr=_positive_float("lr", self.lr),
-            num_particles=_positive_int("num_particles", self.num_particles),
-            num_samples=_positive_int("num_samples", self.num_samples),
+            num_particles=as_int(self.num_particles, "num_particles"),
+            num_samples=as_int(self.num_samples, "num_samples"),
             kl_weighting=_choice("kl_weighting", self.kl_weighting, _KL_WEIGHTINGS),
             seed=None if seed is None else int(seed),
             device=device,
@@ -365,9 +387,7 @@ class _BBBEstimator(_EstimatorRoot):
         X: (n_samples, n_features) array, tensor or DataFrame; y: (n_samples,) targets.
         """
         settings = self._check_settings()
-        if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
-                             "is None")
+        self._require_y(y)
         x = _features(X, type(self).__name__)
         x_mean, x_scale = _moments(x)
         targets, fitted = self._encode_targets(y, x.shape[0])
@@ -393,6 +413,11 @@ class _BBBEstimator(_EstimatorRoot):
         for name, value in fitted.items():
             setattr(self, name, value)
         return self
+
+    def _require_y(self, y) -> None:
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             "is None")
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "guide_")
@@ -455,9 +480,7 @@ class BBBRegressor(RegressorMixin, _BBBEstimator):
         self.noise = noise
 
     def _encode_targets(self, y, num_rows):
-        values = _numeric(y, "y")
-        as_targets(values, Gaussian(), num_rows)  # shape, finiteness, length: clear messages
-        values = values.astype(np.float64).reshape(-1)
+        values = _regression_targets(y, num_rows)
         y_mean, y_scale = _moments(values)
         return _as_model_input((values - y_mean) / y_scale), {"y_mean_": y_mean,
                                                               "y_scale_": y_scale}
@@ -484,10 +507,14 @@ class BBBRegressor(RegressorMixin, _BBBEstimator):
                 _numpy64(pred.upper) * self.y_scale_ + self.y_mean_)
 
     def score(self, X, y, sample_weight=None) -> float:
-        """Coefficient of determination R² = 1 − Σ w (y − ŷ)² / Σ w (y − ȳ)² (ȳ weighted)."""
-        y_true = _to_numpy(y).astype(np.float64).reshape(-1)
-        weight = np.ones_like(y_true) if sample_weight is None else _to_numpy(sample_weight)
-        residual = np.sum(weight * (y_true - self.predict(X)) ** 2)
+        """Coefficient of determination R² = 1 − Σ w (y − ŷ)² / Σ w (y − ȳ)² (ȳ weighted).
+
+        y and sample_weight are checked as in fit (shape, length, finite; weights >= 0)."""
+        self._require_y(y)
+        y_pred = self.predict(X)
+        y_true = _regression_targets(y, len(y_pred))
+        weight = _sample_weight(sample_weight, len(y_pred))
+        residual = np.sum(weight * (y_true - y_pred) ** 2)
         total = np.sum(weight * (y_true - np.average(y_true, weights=weight)) ** 2)
         if total == 0:
             return 1.0 if residual == 0 else 0.0
@@ -545,11 +572,20 @@ class BBBClassifier(ClassifierMixin, _BBBEstimator):
         return self.classes_[probs.argmax(1)]
 
     def score(self, X, y, sample_weight=None) -> float:
-        """Accuracy: the (weighted) fraction of rows whose predicted label equals y."""
-        y_true = _labels(y)
-        correct = (self.predict(X) == y_true).astype(np.float64)
-        return float(np.average(correct, weights=None if sample_weight is None
-                                else _to_numpy(sample_weight)))
+        """Accuracy: the (weighted) fraction of rows whose predicted label equals y.
+
+        A label not seen in fit counts as wrong (as in scikit-learn), but a y with no label of
+        fit's at all is refused: it is a mix-up (e.g. codes for string classes). sample_weight
+        is checked (length, finite, >= 0)."""
+        self._require_y(y)
+        y_pred = self.predict(X)
+        y_true = _labels(y, len(y_pred))
+        if not np.isin(y_true, self.classes_).any():
+            first = list(dict.fromkeys(y_true.tolist()))[:5]
+            raise ValueError(f"y has none of the labels seen in fit (first: {first}); the "
+                             f"classes are {self.classes_.tolist()}")
+        weight = _sample_weight(sample_weight, len(y_pred))
+        return float(np.average(y_pred == y_true, weights=weight))
 
 
 def _labels(y, num_rows: int | None = None) -> np.ndarray:

@@ -280,5 +280,121 @@ def test_eat_probability_counts_the_draws_that_eat(mushrooms):
     assert p.shape == (5,) and bool(((p >= 0) & (p <= 1)).all())
     torch.testing.assert_close(p, expected / 40)
     assert 0 < float(p.mean()) < 1  # a wide posterior (init_rho −1) is undecided
-    with pytest.raises(ValueError, match="num_draws and chunk must be positive"):
+    with pytest.raises(ValueError, match="num_draws must be a positive int"):
         agent.eat_probability(contexts, 0)
+
+
+# --------------------------------------------------------------------------- bad input
+
+TINY = MushroomData(torch.eye(6), torch.tensor([True, False] * 3))
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: ThompsonAgent(6, num_particles=0), "num_particles must be a positive int"),
+        (lambda: ThompsonAgent(6, num_particles=1.5), "num_particles"),
+        (lambda: ThompsonAgent(6, hidden=(10, 0)), "hidden width must be a positive int"),
+        (lambda: ThompsonAgent(6, hidden=10), "hidden must be a sequence"),
+        (lambda: ThompsonAgent(6, batch_size=0), "batch_size must be a positive int"),
+        (lambda: ThompsonAgent(6, buffer_size=0), "buffer_size must be a positive int"),
+        (lambda: ThompsonAgent(6, lr=0.0), "lr must be a positive finite number"),
+        (lambda: ThompsonAgent(6, lr=float("nan")), "lr"),
+        (lambda: ThompsonAgent(6, noise=-1.0), "noise must be a positive"),
+        (lambda: ThompsonAgent(6, reward_scale=float("inf")), "reward_scale"),
+        (lambda: ThompsonAgent(6, init_rho="x"), "init_rho must be a finite number"),
+        (lambda: ThompsonAgent(6, updates_per_step=-1), "updates_per_step must be an int >= 0"),
+        (lambda: ThompsonAgent(6, update_every=0), "update_every"),
+        (lambda: ThompsonAgent(6, seed=-1), "seed must be an int >= 0"),
+        (lambda: ThompsonAgent(0), "num_features must be a positive int"),
+        (lambda: GreedyAgent(6, epsilon=float("nan")), "epsilon"),
+        (lambda: GreedyAgent(6, hidden=(0,)), "hidden width"),
+        (lambda: GreedyAgent(6, lr=-1.0), "lr"),
+        (lambda: ReplayBuffer(0, 3), "capacity must be a positive int"),
+    ],
+)
+def test_bad_agent_settings_raise_in_the_constructor(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_numpy_int_settings_are_accepted():
+    agent = ThompsonAgent(np.int64(6), num_particles=np.int64(1), batch_size=np.int32(4))
+    assert agent.elbo.num_particles == 1 and agent.batch_size == 4
+
+
+@pytest.mark.parametrize("agent", [ThompsonAgent(5), GreedyAgent(7)], ids=["thompson", "greedy"])
+def test_context_of_the_wrong_width_is_named(agent):
+    match = r"context has shape \(6,\); this agent was built for num_features="
+    with pytest.raises(ValueError, match=match):
+        run_bandit(agent, TINY, 3)
+    with pytest.raises(ValueError, match=match):
+        agent.update(TINY.features[0], EAT, 5.0)
+    assert len(agent.buffer) == 0
+
+
+def test_eat_probability_checks_the_contexts():
+    agent = ThompsonAgent(6)
+    assert agent.eat_probability(TINY.features, 4).shape == (6,)
+    with pytest.raises(ValueError, match=r"contexts has shape \(6, 6\); .*num_features=5"):
+        ThompsonAgent(5).eat_probability(TINY.features)
+    with pytest.raises(ValueError, match=r"expects \(N, num_features\)"):
+        agent.eat_probability(TINY.features[0])
+    with pytest.raises(ValueError, match="chunk must be a positive int"):
+        agent.eat_probability(TINY.features, chunk=0)
+
+
+@pytest.mark.parametrize("action, reward, match", [(2, 5.0, "action must be 0"),
+                                                   (-1, 5.0, "action must be 0"),
+                                                   (EAT, float("nan"), "reward must be finite")])
+def test_bad_update_stores_nothing(action, reward, match):
+    agent = GreedyAgent(6)
+    with pytest.raises(ValueError, match=match):
+        agent.update(TINY.features[0], action, reward)
+    nan_context = torch.full((6,), float("nan"))
+    with pytest.raises(ValueError, match="context contains NaN"):
+        agent.update(nan_context, EAT, 5.0)
+    assert len(agent.buffer) == 0 and agent._interactions == 0
+
+
+NAN_FEATURES = torch.eye(6)
+NAN_FEATURES[2, 1] = float("nan")
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (MushroomData(torch.zeros(30, 6), torch.zeros(10, dtype=torch.bool)),
+         r"data has 30 feature rows but edible has shape \(10,\)"),
+        (MushroomData(NAN_FEATURES, TINY.edible), "finite"),
+        (MushroomData(torch.zeros(6), TINY.edible), r"shape \(N, num_features\)"),
+        (MushroomData(TINY.features, TINY.edible.long() * 2), "booleans"),
+        (MushroomData(torch.zeros(0, 6), torch.zeros(0, dtype=torch.bool)), "at least one"),
+    ],
+)
+def test_bad_mushroom_data_is_refused(data, match):
+    for use in (MushroomBandit, OracleAgent, default_agents,
+                lambda d: run_bandit(GreedyAgent(6), d, 3)):
+        with pytest.raises(ValueError, match=match):
+            use(data)
+
+
+def test_mushroom_data_of_other_dtypes_is_converted():
+    data = MushroomData(TINY.features.double().numpy(), TINY.edible.long().numpy())
+    run = run_bandit(OracleAgent(data), data, 50, seed=1)
+    assert not run.cumulative_regret.any() and np.array_equal(run.actions == EAT, run.edible)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(seeds=[]), "seeds is empty"),
+        (dict(seeds=[0, -1]), "each seed must be an int >= 0"),
+        (dict(seeds=[0.5]), "each seed"),
+        (dict(seeds=[0], agents={}), "agents is empty"),
+        (dict(seeds=[0], steps=0), "steps must be a positive int"),
+    ],
+)
+def test_run_experiment_checks_its_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        run_experiment(TINY, **{"steps": 3, **kwargs})

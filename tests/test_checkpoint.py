@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import pickle
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -319,5 +321,109 @@ def test_save_replaces_an_existing_checkpoint(tmp_path, saved, classifier):
 
 
 def test_save_into_missing_directory(tmp_path, regression):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(CheckpointError, match=r"to .*no/x.pt: directory .*no does not exist"):
         save_checkpoint(tmp_path / "no" / "x.pt", *regression)
+
+
+@pytest.mark.parametrize("content", [b"x", b"a,b\n1,2\n", None])
+def test_save_never_overwrites_a_file_that_is_not_a_checkpoint(tmp_path, regression, content):
+    path = tmp_path / "data.csv"
+    if content is None:  # a torch file that is not ours
+        torch.save({"weights": torch.ones(2)}, path)
+    else:
+        path.write_bytes(content)
+    before = path.read_bytes()
+    with pytest.raises(CheckpointError, match=r"refusing to overwrite .*data.csv: it exists and "
+                                              r"is not a readable pyro_bbb checkpoint"):
+        save_checkpoint(path, *regression)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["data.csv"]
+
+
+def test_save_may_fill_an_empty_file(tmp_path, regression):
+    path = tmp_path / "empty.pt"
+    path.touch()
+    save_checkpoint(path, *regression, {"n": 1})
+    assert load_checkpoint(path).metadata == {"n": 1}
+
+
+def test_save_to_a_directory_names_it(tmp_path, regression):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    with pytest.raises(CheckpointError, match=r"runs is a directory"):
+        save_checkpoint(folder, *regression)
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("path, message", [("", "checkpoint path is empty"),
+                                           (None, "must be a str or os.PathLike, got NoneType")])
+def test_save_and_load_refuse_an_empty_or_missing_path(regression, path, message):
+    with pytest.raises(CheckpointError, match=message):
+        save_checkpoint(path, *regression)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+def test_save_into_unwritable_directory_names_the_target(tmp_path, regression, monkeypatch):
+    def denied(dir, prefix, suffix):
+        raise PermissionError(13, "Permission denied", f"{dir}/{prefix}abc{suffix}")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    with pytest.raises(CheckpointError) as info:
+        save_checkpoint(tmp_path / "x.pt", *regression)
+    message = str(info.value)
+    assert "x.pt: Permission denied" in message and ".tmp" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"training_state": {"epoch": 1}}, "training_state must be a TrainingState, got dict"),
+        ({"metadata": [1, 2]}, "metadata must be a dict with str keys, got list"),
+        ({"metadata": [("a", 1)]}, "metadata must be a dict with str keys, got list"),
+        ({"guide": None}, "guide must be a MeanFieldGuide, got NoneType"),
+    ],
+)
+def test_save_refuses_wrong_argument_types(tmp_path, regression, kwargs, message):
+    model, guide = regression
+    args = {"model": model, "guide": guide, **kwargs}
+    with pytest.raises(CheckpointError, match=message):
+        save_checkpoint(tmp_path / "x.pt", **args)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_save_refuses_non_finite_parameters(tmp_path, saved, regression, bad):
+    model, guide = regression
+    original = saved.read_bytes()
+    with torch.no_grad():
+        guide.loc["layer1__bias"][0] = bad
+    with pytest.raises(CheckpointError, match=r"loc.layer1__bias holds NaN or inf values"):
+        save_checkpoint(saved, model, guide)
+    assert saved.read_bytes() == original
+
+
+def test_load_refuses_non_finite_parameters_naming_the_key(tmp_path, saved):
+    state = torch.load(saved, weights_only=True)["guide_state"]
+    state["rho.layer0__weight"][1, 1] = math.nan
+    with pytest.raises(CheckpointError, match=r"edited.pt.*rho.layer0__weight holds NaN or inf"):
+        load_checkpoint(_rewrite(saved, tmp_path, guide_state=state))
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "nonsense"])
+def test_invalid_map_location_is_named_before_reading(saved, device):
+    with pytest.raises(ValueError, match=f"map_location '{device}' is not a valid device") as info:
+        load_checkpoint(saved, map_location=device)
+    assert not isinstance(info.value, CheckpointError)
+    assert load_checkpoint(saved, map_location="cpu").metadata == {"note": "v1"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", torch.device("cuda", 0)])
+def test_unavailable_cuda_map_location_is_not_called_corrupt(saved, device):
+    with pytest.raises(ValueError, match=r"map_location '(cuda|cuda:0)' is not available on this "
+                                         r"machine") as info:
+        load_checkpoint(saved, map_location=device)
+    assert "corrupt" not in str(info.value)
+    assert load_checkpoint(saved, map_location="cpu").metadata == {"note": "v1"}

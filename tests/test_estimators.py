@@ -406,6 +406,50 @@ def test_bad_data_at_predict_time(small_regressor, animals):
         small_regressor.predict_interval(np.zeros((2, 2)), level=1.5)
 
 
+XS, YS = np.hstack([X4, X4**2]), Y4  # small_regressor's two features
+XB, LB = blobs(40, seed=5)  # the animals classifier's two features
+AB = ANIMALS[LB]
+
+
+@pytest.mark.parametrize(
+    "fixture, X, y, weight, match",
+    [
+        ("small_regressor", XS, np.full(40, np.nan), None, "y contains 40 NaN"),
+        ("small_regressor", XS, YS[:5], None, "X has 40 rows but y has 5"),
+        ("small_regressor", XS[:10], np.zeros((5, 2)), None, r"shape \(N,\), got \(5, 2\)"),
+        ("small_regressor", XS, None, None, "requires y to be passed"),
+        ("small_regressor", XS, YS, np.ones(3), "X has 40 rows but sample_weight has 3"),
+        ("small_regressor", XS, YS, np.full(40, np.nan), "sample_weight contains NaN"),
+        ("small_regressor", XS, YS, -np.ones(40), "sample_weight must be >= 0"),
+        ("small_regressor", XS, YS, np.zeros(40), "sample_weight is all zero"),
+        ("small_regressor", XS, YS, np.ones((40, 2)), r"sample_weight must have shape"),
+        ("small_regressor", XS, YS, ["a"] * 40, "sample_weight must hold real numbers"),
+        ("animals", XB, AB, np.ones(3), "X has 40 rows but sample_weight has 3"),
+        ("animals", XB, AB[:5], None, "X has 40 rows but y has 5"),
+        ("animals", XB, LB, None, r"none of the labels seen in fit.*the classes are \['cat'"),
+        ("animals", XB, np.stack([AB, AB], 1), None, r"y must have shape \(n_samples,\)"),
+        ("animals", XB, None, None, "requires y to be passed"),
+    ],
+)
+def test_bad_data_at_score_time(request, fixture, X, y, weight, match):
+    with pytest.raises(ValueError, match=match):
+        request.getfixturevalue(fixture).score(X, y, sample_weight=weight)
+
+
+def test_an_unseen_label_counts_as_wrong_as_in_sklearn(animals):
+    y = np.where(LB == 0, "cow", AB)
+    assert animals.score(XB, y) == pytest.approx(accuracy_score(y, animals.predict(XB)))
+    assert animals.score(XB, y) < animals.score(XB, AB)
+
+
+def test_score_accepts_column_y_and_list_weights(small_regressor, animals):
+    weights = list(range(1, 41))
+    r2 = r2_score(YS, small_regressor.predict(XS), sample_weight=weights)
+    assert small_regressor.score(XS, YS[:, None], sample_weight=weights) == pytest.approx(r2)
+    accuracy = accuracy_score(AB, animals.predict(XB), sample_weight=weights)
+    assert animals.score(XB, AB[:, None], sample_weight=weights) == pytest.approx(accuracy)
+
+
 def test_failed_refit_keeps_the_previous_fit():
     est = BBBRegressor(**QUICK).fit(X4, Y4)
     before = est.predict(np.zeros((2, 1)))

@@ -12,7 +12,7 @@ prior's pull, ~0.02 sd at N = 100 — it is checked against the least-squares so
 import pytest
 import torch
 
-from pyro_bbb import BayesianMLP, Gaussian, gaussian_prior
+from pyro_bbb import BayesianMLP, Gaussian, NonFiniteLossError, gaussian_prior
 from pyro_bbb.infer.methods import (
     METHODS,
     MethodResult,
@@ -170,3 +170,81 @@ def test_nuts_potential_matches_the_pyro_model():
     potential, _ = _potential(model, x, y)
     expected = -(trace.log_prob_sum() + params["noise"])  # log|d exp(u)/du| = u
     torch.testing.assert_close(potential(params), expected)
+
+
+BAD_SETTINGS = [
+    ("deterministic", dict(epochs=0), "epochs must be a positive int, got 0"),
+    ("deterministic", dict(epochs=-5), "epochs must be a positive int, got -5"),
+    ("deterministic", dict(epochs=2.0), "epochs must be a positive int"),
+    ("deterministic", dict(weight_decay=float("nan")), "weight_decay must be a finite number >= 0"),
+    ("deterministic", dict(batch_size=0), "batch_size must be a positive int, got 0"),
+    ("deterministic", dict(lr=True), "lr must be a positive number, got True"),
+    ("deterministic", dict(seed=-1), "seed must be an int >= 0"),
+    ("delta", dict(steps=3, lr=-1), "lr must be a positive number, got -1"),
+    ("delta", dict(steps=0), "steps must be a positive int, got 0"),
+    ("normal", dict(steps=3, batch_size=0), "batch_size must be a positive int, got 0"),
+    ("normal", dict(steps=3, num_samples=0), "num_samples must be a positive int, got 0"),
+    ("normal", dict(steps=3, lr=float("inf")), "lr must be a positive number, got inf"),
+    ("normal", dict(steps=3, lr_decay=0), "lr_decay must be a positive number"),
+    ("lowrank", dict(steps=3, init_scale=-0.1), "init_scale must be a positive number"),
+    ("nuts", dict(num_samples=0), "num_samples must be a positive int, got 0"),
+    ("nuts", dict(warmup=-1), "warmup must be an int >= 0, got -1"),
+    ("nuts", dict(num_chains=0), "num_chains must be a positive int, got 0"),
+    ("nuts", dict(target_accept_prob=1.5), "target_accept_prob must be a number in \\(0, 1\\)"),
+    ("bbb", dict(epochs=2, num_samples=0), "num_samples must be a positive int, got 0"),
+    ("bbb", dict(init_rho=float("nan")), "init_rho must be a finite number"),
+    ("bbb_mixture", dict(num_particles=0), "num_particles must be a positive int"),
+    ("ensemble", dict(num_members=0), "num_members must be a positive int, got 0"),
+    ("ensemble", dict(weight_decay=-1.0), "weight_decay must be a finite number >= 0"),
+]
+
+
+@pytest.mark.parametrize("name, options, message", BAD_SETTINGS,
+                         ids=[f"{n}-{next(iter(o))}" for n, o, _ in BAD_SETTINGS])
+def test_bad_settings_are_refused_up_front(conjugate, monkeypatch, name, options, message):
+    """A bad setting is a ValueError naming it, raised before any training starts."""
+    import pyro_bbb.infer.methods as methods
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started before the settings were checked")
+
+    for trainer in ("_train_point", "fit", "SVI", "MCMC"):
+        monkeypatch.setattr(methods, trainer, no_training)
+    model, x, y, *_ = conjugate
+    with pytest.raises(ValueError, match=message):
+        run_method(name, model, x, y, **options)
+
+
+@pytest.mark.parametrize("p", [1.0, -0.1, float("nan"), "0.1"])
+def test_mc_dropout_refuses_a_bad_rate(p):
+    model = BayesianMLP([2, 4, 1], Gaussian(noise=NOISE))
+    with pytest.raises(ValueError, match=r"p must be a number in \[0, 1\), got"):
+        run_method("dropout", model, torch.zeros(5, 2), torch.zeros(5), p=p)
+
+
+def test_numpy_ints_are_accepted_as_counts(conjugate):
+    np = pytest.importorskip("numpy")
+    model, x, y, *_ = conjugate
+    result = run_method("deterministic", model, x, y, epochs=np.int64(2),
+                        batch_size=np.int32(50), num_samples=np.int64(3))
+    assert result.num_samples == 3
+
+
+@pytest.mark.parametrize("name", ["deterministic", "ensemble", "dropout"])
+def test_point_training_that_diverges_names_the_step(name):
+    """A huge lr sends the loss to inf within a few steps: NonFiniteLossError names the step
+    instead of returning NaN weights."""
+    model = BayesianMLP([2, 4, 1], Gaussian(noise=NOISE))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(20, 2, generator=g), torch.randn(20, generator=g)
+    with pytest.raises(NonFiniteLossError, match=r"diverged at step \d+ \(epoch \d+\).*lower lr"
+                       ) as info:
+        run_method(name, model, x, y, epochs=50, batch_size=10, lr=1e30)
+    assert 1 < info.value.step <= 100 and info.value.epoch == (info.value.step + 1) // 2
+
+
+def test_autoguide_that_diverges_names_the_step(conjugate):
+    model, x, y, *_ = conjugate
+    with pytest.raises(NonFiniteLossError, match=r"diverged at step \d+") as info:
+        run_method("normal", model, x, y, steps=50, lr=1e6)
+    assert info.value.step > 1

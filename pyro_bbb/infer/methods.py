@@ -36,6 +36,7 @@ Gal & Ghahramani). One mask is shared by all inputs of a draw.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,9 +51,9 @@ from torch.distributions import biject_to
 
 from ..distributions import scale_mixture_prior
 from ..guide import MeanFieldGuide
-from ..inputs import as_features, as_targets
+from ..inputs import as_features, as_int, as_targets
 from ..model import ACTIVATIONS, BayesianMLP, site_names
-from .fit import fit
+from .fit import NonFiniteLossError, fit
 
 __all__ = [
     "MethodResult",
@@ -86,6 +87,33 @@ class MethodResult:
     @property
     def num_samples(self) -> int:
         return next(iter(self.draws.values())).shape[0]
+
+
+#: number settings: name → (test on a finite real, what the message says it must be)
+_NUMBERS = {
+    "lr": (lambda v: v > 0, "a positive number"),
+    "lr_decay": (lambda v: v > 0, "a positive number"),
+    "init_scale": (lambda v: v > 0, "a positive number"),
+    "weight_decay": (lambda v: v >= 0, "a finite number >= 0"),
+    "target_accept_prob": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "p": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "init_rho": (lambda v: True, "a finite number"),
+}
+#: int settings that may be 0 (every other int setting must be >= 1)
+_ZERO_OK = ("warmup", "seed")
+
+
+def _check_settings(**settings) -> None:
+    """ValueError naming the first bad setting: those in ``_NUMBERS`` by their rule, the rest
+    ints >= 1 (>= 0 for ``_ZERO_OK``); ``batch_size=None`` (full batch) passes."""
+    for name, value in settings.items():
+        if name in _NUMBERS:
+            test, what = _NUMBERS[name]
+            real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if not (real and math.isfinite(value) and test(value)):
+                raise ValueError(f"{name} must be {what}, got {value!r}")
+        elif not (name == "batch_size" and value is None):
+            as_int(value, name, 0 if name in _ZERO_OK else 1)
 
 
 def _data(model, x, y) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,6 +183,8 @@ def run_nuts(
     total number of divergent transitions after warmup, ``extras["divergences_per_chain"]`` the
     per-chain counts, ``extras["num_chains"]`` the number of chains.
     """
+    _check_settings(num_samples=num_samples, warmup=warmup, num_chains=num_chains, seed=seed,
+                    target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth)
     x, y = _data(model, x, y)
     potential, transforms = _potential(model, x, y)
     chains, divergences = [], []
@@ -247,8 +277,9 @@ def run_autoguide(
     """
     if kind not in _AUTOGUIDES:
         raise ValueError(f"kind must be one of {sorted(_AUTOGUIDES)}, got {kind!r}")
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+    _check_settings(steps=steps, lr=lr, lr_decay=lr_decay, batch_size=batch_size,
+                    num_particles=num_particles, num_samples=num_samples,
+                    init_scale=init_scale, seed=seed)
     x, y = _data(model, x, y)
     n = x.shape[0]
     pyro.clear_param_store()
@@ -264,12 +295,18 @@ def run_autoguide(
     generator = torch.Generator().manual_seed(seed)
     losses = []
     start = time.perf_counter()
-    for _ in range(steps):
-        if batch < n:
-            rows = torch.randperm(n, generator=generator)[:batch]
-            loss = svi.step(x[rows], y[rows], num_data=n)
-        else:
-            loss = svi.step(x, y)
+    for step in range(1, steps + 1):
+        rows = torch.randperm(n, generator=generator)[:batch] if batch < n else None
+        try:
+            loss = (svi.step(x, y) if rows is None
+                    else svi.step(x[rows], y[rows], num_data=n))
+        except ValueError as err:  # after step 1: a parameter left its support
+            if step == 1:
+                raise
+            raise _diverged("a guide parameter became invalid (e.g. a scale underflowed to 0)",
+                            step, (step - 1) * batch // n + 1, lr) from err
+        if not math.isfinite(loss):
+            raise _diverged(f"the loss was {loss}", step, (step - 1) * batch // n + 1, lr)
         losses.append(loss)
     draws = _autoguide_draws(guide, x, y, 1 if kind == "delta" else num_samples)
     if kind == "delta":
@@ -310,6 +347,8 @@ def run_bbb(
     The model's prior (Gaussian or scale mixture) is whatever ``model`` was built with.
     ``extras`` holds the guide and the final epoch's loss.
     """
+    _check_settings(epochs=epochs, batch_size=batch_size, lr=lr, num_particles=num_particles,
+                    init_rho=init_rho, num_samples=num_samples, seed=seed)
     x, y = _data(model, x, y)
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
@@ -397,12 +436,18 @@ def _dropout_forward(model, x: torch.Tensor, params, p: float) -> torch.Tensor:
     return h
 
 
+def _diverged(what: str, step: int, epoch: int, lr: float) -> NonFiniteLossError:
+    return NonFiniteLossError(f"training diverged at step {step} (epoch {epoch}): {what}; try a "
+                              f"lower lr than {lr}", step, epoch)
+
+
 def _train_point(
     model, x, y, *, epochs: int, batch_size: int, lr: float, weight_decay: float,
     dropout: float, seed: int,
 ) -> tuple[dict[str, torch.Tensor], float]:
     """Maximum likelihood (+ L2) for a plain network with the model's shapes; returns the
-    constrained parameters and the final epoch's mean loss."""
+    constrained parameters and the final epoch's mean loss. NonFiniteLossError names the step
+    where the loss (or, at the end, a parameter) became NaN/inf."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout masks
     point = {k: v.requires_grad_() for k, v in _init_point(model, generator).items()}
@@ -410,8 +455,8 @@ def _train_point(
     optim = torch.optim.Adam(point.values(), lr=lr)
     n = x.shape[0]
     batch = min(batch_size, n)
-    loss_value = math.nan
-    for _ in range(epochs):
+    loss_value, step = math.nan, 0
+    for epoch in range(1, epochs + 1):
         order = torch.randperm(n, generator=generator)
         total = 0.0
         for begin in range(0, n, batch):
@@ -421,11 +466,17 @@ def _train_point(
             loss = -model.likelihood.log_prob(f, y[rows], params).mean()
             if weight_decay:
                 loss = loss + weight_decay * sum(point[w].pow(2).sum() for w in weights)
+            step += 1
+            value = float(loss.detach())  # CPU-oriented: a check every step is cheap
+            if not math.isfinite(value):
+                raise _diverged(f"the loss was {value}", step, epoch, lr)
             optim.zero_grad()
             loss.backward()
             optim.step()
-            total += float(loss.detach()) * rows.shape[0]
+            total += value * rows.shape[0]
         loss_value = total / n
+    if not all(bool(torch.isfinite(v).all()) for v in point.values()):
+        raise _diverged("the parameters became NaN/inf", step, epochs, lr)
     with torch.no_grad():
         return {k: v.detach().clone() for k, v in _constrain(model, point).items()}, loss_value
 
@@ -446,6 +497,8 @@ def run_deterministic(
 
     Its draws are the one point repeated ``num_samples`` times: epistemic spread 0.
     """
+    _check_settings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                    num_samples=num_samples, seed=seed)
     x, y = _data(model, x, y)
     start = time.perf_counter()
     point, loss = _train_point(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -487,8 +540,8 @@ def run_mc_dropout(
     folded in (see ``dropout_draws``). Needs at least one hidden layer."""
     if model.num_layers < 2:
         raise ValueError("MC dropout needs a network with at least one hidden layer")
-    if not 0 <= p < 1:
-        raise ValueError(f"p must be in [0, 1), got {p}")
+    _check_settings(p=p, epochs=epochs, batch_size=batch_size, lr=lr,
+                    weight_decay=weight_decay, num_samples=num_samples, seed=seed)
     x, y = _data(model, x, y)
     start = time.perf_counter()
     point, loss = _train_point(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -512,8 +565,8 @@ def run_ensemble(
 ) -> MethodResult:
     """Deep ensemble: ``num_members`` plain networks from seeds seed, seed+1, …; each member is
     one draw, so predictions average the members (an equal-weight mixture)."""
-    if num_members < 1:
-        raise ValueError(f"num_members must be at least 1, got {num_members}")
+    _check_settings(num_members=num_members, epochs=epochs, batch_size=batch_size, lr=lr,
+                    weight_decay=weight_decay, seed=seed)
     x, y = _data(model, x, y)
     start = time.perf_counter()
     members, losses = [], []
