@@ -5,7 +5,8 @@ the figures of a run, check what a spec's prior implies before fitting.
                  [--checkpoint-every N]
     pyro-bbb run [SPEC.toml] --resume RUN_DIR [--set training.epochs=E ...]
     pyro-bbb evaluate CHECKPOINT [--spec SPEC.toml] [--set key=value ...] [--output FILE.json]
-    pyro-bbb predict CHECKPOINT --input FILE.csv|.npy [--output FILE.csv] [--num-samples S]
+    pyro-bbb predict CHECKPOINT --input FILE.csv|.npy [--header auto|yes|no] [--output FILE.csv]
+                     [--num-samples S]
     pyro-bbb compare SPEC.toml [--methods bbb nuts ...] [--out DIR] [--set key=value ...]
     pyro-bbb uci --data-dir FOLDER [--splits 0 1 ...] [--methods bbb ...] [--epochs N]
                  [--noise homoscedastic|heteroscedastic] [--out DIR]
@@ -17,7 +18,9 @@ the figures of a run, check what a spec's prior implies before fitting.
 Every command takes ``--threads N`` (torch CPU threads).
 
 Bad input (unknown config keys, missing files, corrupt checkpoints, wrong feature counts) prints
-``error: <message>`` to stderr and exits with status 2, without a traceback.
+``error: <message>`` to stderr and exits with status 2, without a traceback. An ``--output``
+that is the same file as an input (checkpoint, spec, features) is refused. A new run that
+fails having written only its config.toml removes it (and the folder it created).
 
 ``run`` keeps ``checkpoint.pt`` in the run folder up to date during training. Ctrl-C (SIGINT) or
 SIGTERM stops training at the next step boundary, saves a checkpoint there, prints the command
@@ -41,9 +44,11 @@ refits the spec from each seed and adds fs_rhat_seeds.png (R-hat of the predicti
 fits) and, for regression with 1-D inputs, seed_bands.png (one predictive band per fit beside the
 R-hat of f(x) over a grid; ``uncertainty_plots.seed_bands``).
 
-``compare`` writes comparison.csv/.json, loo_compare.csv/.json and loo_compare.png
-(``az.plot_compare``), bands.png (1-D regression) and, when a method ran ≥ 2 chains (NUTS),
-fs_rhat.png: the function-space R-hat of each test input's prediction across chains.
+``compare`` writes comparison.csv/.json, with two or more methods loo_compare.csv/.json and
+loo_compare.png (``az.plot_compare``), bands.png (1-D regression) and, when a method ran ≥ 2
+chains (NUTS), fs_rhat.png: the function-space R-hat of each test input's prediction across
+chains. Each method trains with its ``[compare.<method>]`` options (``[training]`` and
+``[guide]`` are not used; ``--set`` on them is refused).
 
 ``prior`` is a prior predictive check (the spec may be a comparison spec; its ``[compare]`` table
 is not used): it builds the spec's model (the data only give the input
@@ -65,6 +70,7 @@ import shlex
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -125,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("checkpoint", type=Path)
     pr.add_argument("--input", type=Path, required=True,
                     help=".npy array or .csv (comma-separated, optional header) of features")
+    pr.add_argument("--header", choices=["auto", "yes", "no"], default="auto",
+                    help="CSV: is line 1 a header? auto (default): yes iff a field is not a "
+                    "number (a note says so)")
     pr.add_argument("--output", type=Path, help="CSV file to write (default: stdout)")
     pr.add_argument("--num-samples", type=int, default=100, help="posterior samples (100)")
     pr.add_argument("--level", type=float, default=0.95, help="interval level (0.95)")
@@ -256,15 +265,35 @@ def _config(spec: Path | None, overrides: Sequence[str]) -> ExperimentConfig:
     return apply_overrides(config, overrides) if overrides else config
 
 
+def _saved_spec(where: Path, read):
+    """``read()`` a spec saved with a checkpoint; its errors name ``where``, not a spec file."""
+    try:
+        return read()
+    except CheckpointError:  # the checkpoint itself is unreadable: the message names it
+        raise
+    except ValueError as err:
+        raise ValueError(f"{where}: its saved spec is not valid here: {err}") from None
+
+
+def _run_spec(run_dir: Path) -> ExperimentConfig:
+    """``experiment.run_spec``, with errors in a checkpoint's saved spec naming the checkpoint
+    (errors in the folder's config.toml name that file already)."""
+    from .experiment import run_spec
+
+    if not (run_dir / "checkpoint.pt").exists():
+        return run_spec(run_dir)
+    return _saved_spec(run_dir / "checkpoint.pt", lambda: run_spec(run_dir))
+
+
 def _run(args) -> int:
-    from .experiment import new_run_dir, run_experiment, run_spec
+    from .experiment import new_run_dir, run_experiment
 
     resume = args.resume
     if resume is not None and args.out is not None and args.out.resolve() != resume.resolve():
         raise ValueError(f"--resume {resume} and --out {args.out} name different folders; "
                          "a resumed run is written into its own folder")
     if resume is not None and args.spec is None:
-        config = run_spec(resume)
+        config = _run_spec(resume)
         config = apply_overrides(config, args.overrides) if args.overrides else config
     else:
         config = _config(args.spec, args.overrides)
@@ -284,8 +313,9 @@ def _run(args) -> int:
     else:
         out = args.out if args.out is not None else new_run_dir(config.name)
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise FileExistsError(f"run folder {out} already exists and is not empty")
+            raise FileExistsError(_occupied(out))
         print(f"running {config.name} → {out}", flush=True)
+    existed = out.exists()
     try:
         with _StopOnSignal() as stop:
             result = run_experiment(config, out, progress=not args.no_progress,
@@ -296,6 +326,12 @@ def _run(args) -> int:
         if (out / "checkpoint.pt").exists():
             print(f"the last checkpoint with finite parameters is {out / 'checkpoint.pt'}",
                   file=sys.stderr)
+        elif resume is None:
+            _remove_failed_run(out, existed)
+        raise
+    except Exception:
+        if resume is None:
+            _remove_failed_run(out, existed)
         raise
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
         _print_resume_hint(out, args, "aborted")
@@ -311,6 +347,28 @@ def _run(args) -> int:
     _print_metrics(result.metrics)
     print(f"wrote {', '.join(sorted(p.name for p in result.files.values()))} to {out}")
     return 0
+
+
+def _occupied(out: Path) -> str:
+    """The error for ``run --out OUT`` into a folder that is not empty."""
+    if not out.is_dir():
+        return f"run folder {out} exists and is not a folder; choose another --out"
+    text = f"run folder {out} already exists and is not empty"
+    if not (out / "config.toml").is_file():
+        return text + "; choose another --out"
+    stage = "" if (out / "checkpoint.pt").exists() else " (it stopped before its first checkpoint)"
+    return (text + f": it holds a pyro_bbb run{stage}; continue it with `pyro-bbb run --resume "
+            f"{shlex.quote(str(out))}` or choose another --out")
+
+
+def _remove_failed_run(out: Path, existed: bool) -> None:
+    """Undo a new run that failed having written nothing but its config.toml: remove that file
+    and the folder if this run created it."""
+    if not is_main_process() or not out.is_dir() or os.listdir(out) != ["config.toml"]:
+        return
+    (out / "config.toml").unlink()
+    if not existed:
+        out.rmdir()
 
 
 def _announce_resume(name: str, out: Path) -> None:
@@ -412,6 +470,7 @@ def _print_metrics(metrics: dict) -> None:
 def _evaluate(args) -> int:
     from .experiment import evaluate_checkpoint, json_safe
 
+    _refuse_overwrite(args.output, checkpoint=args.checkpoint, spec=args.spec)
     checkpoint = load_checkpoint(args.checkpoint)
     if args.spec is not None:
         config = _config(args.spec, args.overrides)
@@ -419,7 +478,7 @@ def _evaluate(args) -> int:
         spec = checkpoint.metadata.get("spec")
         if not isinstance(spec, dict):
             raise ValueError(f"{args.checkpoint} has no saved spec; pass --spec SPEC.toml")
-        config = config_from_dict(spec)
+        config = _saved_spec(args.checkpoint, lambda: config_from_dict(spec))
         config = apply_overrides(config, args.overrides) if args.overrides else config
     metrics = evaluate_checkpoint(checkpoint, config).metrics
     text = json.dumps(json_safe({"checkpoint": str(args.checkpoint), "name": config.name,
@@ -430,8 +489,10 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _read_features(path: Path) -> np.ndarray:
-    """Features from .npy or .csv (comma-separated; a non-numeric first line is a header)."""
+def _read_features(path: Path, header: str = "auto") -> np.ndarray:
+    """Features from .npy or .csv (comma-separated, UTF-8 with or without BOM). ``header``:
+    "yes" skips line 1, "no" reads it as data, "auto" skips it iff a field is not a number
+    (saying so on stderr); a numeric line 1 of column indices 0..D-1 is refused as ambiguous."""
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
     if path.suffix == ".npy":
@@ -441,25 +502,57 @@ def _read_features(path: Path) -> np.ndarray:
             raise ValueError(f"{path}: not a numeric .npy array ({err})") from None
     if path.suffix != ".csv":
         raise ValueError(f"{path}: input must be a .csv or .npy file")
-    lines = path.read_text().splitlines()
-    if not lines:
+    try:
+        lines = path.read_bytes().decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); save it "
+                         "as UTF-8 CSV") from None
+    if not any(line.strip() for line in lines):
         raise ValueError(f"{path} is empty")
+    fields = [f.strip() for f in lines[0].split(",")]
+    skip = header == "yes"
+    if header == "auto":
+        skip = bool(lines[0].strip()) and not all(_is_number(f) for f in fields)
+        if not skip and fields == [str(i) for i in range(len(fields))] and len(lines) > 1:
+            raise ValueError(f"{path}: line 1 ({lines[0].strip()!r}) may be a header of column "
+                             "numbers (as pandas writes) or data; pass --header yes or --header no")
+    rows = lines[1:] if skip else lines
+    if not any(row.strip() for row in rows):
+        raise ValueError(f"{path} has no data rows after its header line")
     try:
-        [float(v) for v in lines[0].split(",")]
-        skip = 0
-    except ValueError:
-        skip = 1
-    try:
-        return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
+        x = np.loadtxt(rows, delimiter=",", ndmin=2)
     except ValueError as err:
         raise ValueError(f"{path}: not a numeric CSV ({err})") from None
+    if skip and header == "auto":
+        print(f"note: {path}: line 1 ({lines[0].strip()!r}) is not numeric and was taken as a "
+              "header (--header no reads it as data)", file=sys.stderr)
+    return x
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _refuse_overwrite(output: Path | None, **inputs: Path | None) -> None:
+    """ValueError when ``output`` is the same file as one of ``inputs`` (name=path)."""
+    if output is None or not output.exists():
+        return
+    for name, path in inputs.items():
+        if path is not None and path.exists() and os.path.samefile(output, path):
+            raise ValueError(f"--output {output} is the {name} {path}; writing it would destroy "
+                             "that file. Choose another --output")
 
 
 def _predict(args) -> int:
     from .experiment import prediction_table
 
+    _refuse_overwrite(args.output, input=args.input, checkpoint=args.checkpoint)
     checkpoint = load_checkpoint(args.checkpoint)
-    x = _read_features(args.input)
+    x = _read_features(args.input, args.header)
     if x.ndim == 1 and checkpoint.model.input_size == 1:
         x = x[:, None]
     names, table = prediction_table(checkpoint, x, num_samples=args.num_samples,
@@ -486,6 +579,12 @@ def _compare(args) -> int:
     from .plots import save_figure
 
     spec = load_compare_spec(args.spec)
+    unused = [o for o in args.overrides or () if o.split("=", 1)[0].strip().startswith(
+        ("training.", "guide.", "evaluation.num_samples"))]
+    if unused:
+        raise ValueError(f"pyro-bbb compare does not use {', '.join(unused)}: each method "
+                         "trains with its [compare.<method>] options in the spec, and "
+                         "--num-samples sets the draws")
     config = apply_overrides(spec.config, args.overrides) if args.overrides else spec.config
     methods = tuple(args.methods) if args.methods else spec.methods
     num_samples = args.num_samples or spec.num_samples
@@ -593,9 +692,9 @@ _OOD_IMAGES = 2000  # test images (and as many of each shift) in the out-of-dist
 def _load_run(run_dir: Path):
     """A run folder's spec, checkpoint (checked against the spec's model) and data."""
     from .checkpoint import check_compatible
-    from .experiment import build_model, load_data, run_spec
+    from .experiment import build_model, load_data
 
-    config = run_spec(run_dir)  # FileNotFoundError for a missing folder or a non-run folder
+    config = _run_spec(run_dir)  # FileNotFoundError for a missing folder or a non-run folder
     if not (run_dir / "checkpoint.pt").is_file():
         raise FileNotFoundError(f"{run_dir} has no checkpoint.pt (a run that has not saved one "
                                 "yet); finish or resume it first")
@@ -732,10 +831,9 @@ def _spec_or_comparison(path: Path) -> ExperimentConfig:
         raw = {}
     if not isinstance(raw.get("compare"), dict):
         return load_config(path)
-    try:
+    with warnings.catch_warnings():  # that compare ignores [training] does not matter here
+        warnings.simplefilter("ignore", UserWarning)
         return load_compare_spec(path).config
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
 
 
 def _diagnose(args) -> int:

@@ -31,24 +31,31 @@ to the other methods (see ``psis_loo``).
 
 A spec file for ``pyro-bbb compare`` is an experiment spec (see ``config``) plus a ``[compare]``
 table: ``methods`` (list of names), ``num_samples`` and one sub-table of keyword options per
-method, e.g. ``[compare.nuts] num_samples = 200``. See ``models/compare_toy.toml``.
+method, e.g. ``[compare.nuts] num_samples = 200`` (checked against the runner's keywords when the
+spec is loaded; see ``method_options``). The spec's data, network, prior, likelihood, seed and
+``evaluation.level`` / ``num_bins`` are used; ``evaluation.num_samples`` is the default of
+``compare.num_samples``. ``[training]`` and ``[guide]`` are not used (each method trains with its
+own ``[compare.<method>]`` options, e.g. ``[compare.bbb] epochs = 3000``): loading a spec that
+has them warns. See ``models/compare_toy.toml``.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .infer.methods import METHODS, MethodResult, run_method
+from .infer.methods import _ALIASES, METHODS, MethodResult, run_autoguide, run_bbb, run_method
 from .inputs import as_features, as_targets
 from .likelihoods import RegressionPrediction
 from .metrics import accuracy, expected_calibration_error, interval_coverage, nll, rmse
@@ -77,6 +84,7 @@ __all__ = [
     "bands_figure",
     "write_table",
     "load_compare_spec",
+    "method_options",
     "DEFAULT_METHODS",
 ]
 
@@ -86,7 +94,8 @@ DEFAULT_METHODS = ("bbb", "nuts", "normal", "delta", "dropout", "ensemble")
 @dataclass
 class Comparison:
     """The table (one row per method, indexed by method name), each method's result, and the
-    PSIS-LOO comparison: ``loo`` is ``az.compare``'s table (None when LOO was not computed),
+    PSIS-LOO comparison: ``loo`` is ``az.compare``'s table (None when LOO was not computed or
+    only one method ran),
     ``elpd`` each method's ``az.loo`` result (with pointwise values)."""
 
     table: pandas.DataFrame
@@ -107,6 +116,62 @@ def _model(model_or_factory):
     if callable(model_or_factory):
         return model_or_factory()
     raise TypeError(f"expected a BayesianMLP or a factory returning one, got {model_or_factory!r}")
+
+
+# runners taking ``**options`` and the runner those options go to
+_FORWARDED = {"normal": run_autoguide, "lowrank": run_autoguide, "delta": run_autoguide,
+              "bbb_mixture": run_bbb}
+
+
+def method_options(name: str) -> list[str]:
+    """The keyword options the runner of method ``name`` accepts (``[compare.<name>]`` keys)."""
+    key = _ALIASES.get(name, name)
+    names = []
+    for runner in (METHODS[key], _FORWARDED.get(key)):
+        if runner is not None:
+            names += [p.name for p in inspect.signature(runner).parameters.values()
+                      if p.kind is p.KEYWORD_ONLY and p.name != "kind"]
+    return list(dict.fromkeys(names))
+
+
+def _unknown_key(key, where: str, valid: Sequence[str]) -> ValueError:
+    close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"unknown key {key!r} in {where}{hint} (valid: {', '.join(valid)})")
+
+
+def _check_methods(methods, where: str = "methods", choices: Sequence[str] = (*METHODS, *_ALIASES)
+                   ) -> tuple[str, ...]:
+    """``methods`` as a tuple; ValueError unless it lists distinct names from ``choices``."""
+    given = methods
+    if not isinstance(methods, (str, bytes)) and isinstance(methods, Iterable):
+        methods = tuple(methods)
+    if not isinstance(methods, tuple) or not all(isinstance(m, str) for m in methods):
+        raise ValueError(f"{where} must be a list of method names, e.g. [\"bbb\", \"nuts\"], "
+                         f"got {given!r}")
+    if not methods:
+        raise ValueError(f"{where} is empty; choose from {list(METHODS)}")
+    unknown = [m for m in methods if m not in choices]
+    if unknown:
+        raise ValueError(f"{where}: unknown method(s) {unknown}; choose from {list(METHODS)}")
+    seen = {}
+    for m in methods:
+        key = _ALIASES.get(m, m)
+        if key in seen:
+            alias = "" if seen[key] == m else f" (as {seen[key]!r} and {m!r})"
+            raise ValueError(f"{where} lists {key!r} twice{alias}")
+        seen[key] = m
+    return methods
+
+
+def _check_options(name: str, options) -> None:
+    """ValueError naming the first key of ``options`` that method ``name`` does not accept."""
+    if not isinstance(options, Mapping):
+        raise ValueError(f"[compare.{name}] must be a table of options, got {options!r}")
+    valid = method_options(name)
+    for key in options:
+        if key not in valid:
+            raise _unknown_key(key, f"[compare.{name}]", valid)
 
 
 def _entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -259,14 +324,15 @@ def run_comparison(
 ) -> Comparison:
     """Run ``methods`` on the same model and data; return the table and every method's draws.
 
-    ``options[name]`` are keyword options of that method's runner (``infer.methods``);
+    ``options[name]`` are keyword options of that method's runner (``infer.methods``; checked
+    before anything trains, see ``method_options``); ``methods`` must be distinct;
     ``num_samples`` (when given) is passed to every method that draws samples. ``x_outside``
     defaults to the test inputs outside the training inputs' bounding box. Function-space
     R-hat uses at most ``r_hat_points`` evenly spaced test inputs. ``on_result(name, row)`` is
     called after each method (e.g. to report progress). With ``loo`` (needs ArviZ), every method
     also gets PSIS-LOO columns on the training data (``psis_loo``, using the method's chains) and
-    ``Comparison.loo`` is ``az.compare`` across methods; deterministic methods get the plug-in
-    log predictive (see the module docstring).
+    ``Comparison.loo`` is ``az.compare`` across methods (None for a single method);
+    deterministic methods get the plug-in log predictive (see the module docstring).
     """
     model = _model(model_or_factory)
     x_train = as_features(x_train, model.input_size)
@@ -277,13 +343,15 @@ def run_comparison(
     elif not torch.is_tensor(x_outside) or x_outside.dim() != 2:
         x_outside = as_features(x_outside, model.input_size)
     options = dict(options or {})
-    unknown = [m for m in methods if m not in METHODS and m != "map"]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    methods = _check_methods(methods)
+    options = {name: options.get(name, options.get(_ALIASES.get(name, name), {}))
+               for name in methods}  # an alias (map) gets its method's (delta) options
+    for name in methods:
+        _check_options(name, options[name])
     rows, results, elpd = [], {}, {}
     stride = max(1, x_test.shape[0] // r_hat_points)
     for name in methods:
-        kwargs = {"seed": seed, **dict(options.get(name, {}))}
+        kwargs = {"seed": seed, **dict(options[name])}
         if num_samples is not None and name not in ("ensemble",) and "num_samples" not in kwargs:
             kwargs["num_samples"] = num_samples
         result = run_method(name, model, x_train, y_train, **kwargs)
@@ -305,7 +373,8 @@ def run_comparison(
     import pandas
 
     table = pandas.DataFrame(rows).set_index("method")
-    return Comparison(table, results, model, loo_compare(elpd) if elpd else None, elpd)
+    loo_table = loo_compare(elpd) if len(elpd) >= 2 else None  # az.compare needs 2 methods
+    return Comparison(table, results, model, loo_table, elpd)
 
 
 def compare(
@@ -396,9 +465,11 @@ class CompareSpec:
 
 
 def load_compare_spec(path: str | os.PathLike) -> CompareSpec:
-    """Read a comparison spec: an experiment spec plus an optional ``[compare]`` table."""
-    from .config import config_from_dict
+    """Read a comparison spec: an experiment spec plus an optional ``[compare]`` table.
 
+    Errors are ValueErrors naming the file and the key. ``[training]`` and ``[guide]`` are not
+    used by the comparison: a UserWarning says so (see the module docstring).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"spec not found: {path}")
@@ -407,20 +478,36 @@ def load_compare_spec(path: str | os.PathLike) -> CompareSpec:
             raw = tomllib.load(f)
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"{path}: invalid TOML ({err})") from None
-    table = dict(raw.pop("compare", {}))
+    try:
+        spec = _compare_spec(raw, path)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    ignored = [f"[{key}]" for key in ("training", "guide") if key in raw]
+    if ignored:
+        warnings.warn(f"{path}: pyro-bbb compare does not use {' and '.join(ignored)}; each "
+                      "method trains with its [compare.<method>] options (e.g. [compare.bbb] "
+                      "epochs = 3000)", UserWarning, stacklevel=2)
+    return spec
+
+
+def _compare_spec(raw: dict[str, Any], path: Path) -> CompareSpec:
+    from .config import config_from_dict
+
+    table = raw.pop("compare", {})
+    if not isinstance(table, Mapping):
+        raise ValueError(f"[compare] must be a table, got compare = {table!r}")
+    table = dict(table)
     config = config_from_dict(raw, base_dir=path.parent, default_name=path.stem)
-    methods = tuple(table.pop("methods", DEFAULT_METHODS))
-    num_samples = table.pop("num_samples", None)
+    methods = table.pop("methods", DEFAULT_METHODS)
+    methods = _check_methods(methods, "compare.methods", list(METHODS))
+    num_samples = table.pop("num_samples", raw.get("evaluation", {}).get("num_samples"))
+    if num_samples is not None and (not isinstance(num_samples, int)
+                                    or isinstance(num_samples, bool) or num_samples < 1):
+        raise ValueError(f"compare.num_samples must be a positive integer, got {num_samples!r}")
     options = {}
     for key, value in table.items():
         if key not in METHODS:
-            raise ValueError(f"unknown key {key!r} in [compare]; expected methods, num_samples "
-                             f"or a method name ({', '.join(METHODS)})")
-        if not isinstance(value, Mapping):
-            raise ValueError(f"[compare.{key}] must be a table of options")
+            raise _unknown_key(key, "[compare]", ["methods", "num_samples", *METHODS])
+        _check_options(key, value)
         options[key] = dict(value)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"compare.methods: unknown method(s) {unknown}; choose from "
-                         f"{list(METHODS)}")
     return CompareSpec(config, methods, num_samples, options)

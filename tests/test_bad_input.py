@@ -17,6 +17,7 @@ import pytest
 from pyro_bbb import BayesianMLP, Gaussian, MeanFieldGuide
 from pyro_bbb.checkpoint import save_checkpoint
 from pyro_bbb.cli import main
+from pyro_bbb.config import config_to_dict, load_config
 
 TOY = """
 name = "bad"
@@ -99,6 +100,17 @@ def checkpoint(root: Path, sizes=(1, 4, 1)) -> Path:
                            MeanFieldGuide(model))
 
 
+def old_run(root: Path) -> Path:
+    """A run folder whose checkpoint's saved spec has a key this pyro_bbb does not know."""
+    spec = config_to_dict(load_config(write(root, "s.toml", TOY)))
+    spec["training"]["old_key"] = 1
+    model = BayesianMLP([1, 4, 1], Gaussian(noise=0.1))
+    folder = root / "old-run"
+    folder.mkdir()
+    save_checkpoint(folder / "checkpoint.pt", model, MeanFieldGuide(model), {"spec": spec})
+    return folder
+
+
 def npy(root: Path, name: str, array: np.ndarray) -> Path:
     np.save(root / name, array)
     return root / name
@@ -177,6 +189,32 @@ CASES = [
     ("complex dtype at predict",
      lambda r: ["predict", checkpoint(r), "--input", npy(r, "c.npy", np.array([[1j], [2j]]))],
      "real-valued"),
+    ("column-number header at predict (pandas)",
+     lambda r: ["predict", checkpoint(r), "--input", write(r, "x.csv", "0\n0.5\n1\n")],
+     "--header yes or --header no"),
+    ("non-UTF-8 CSV at predict",
+     lambda r: ["predict", checkpoint(r), "--input", write(r, "x.csv", b"\xff\xfe1\x00\n")],
+     "x.csv is not UTF-8"),
+    ("header-only CSV at predict",
+     lambda r: ["predict", checkpoint(r), "--input", write(r, "x.csv", "x\n")], "no data rows"),
+    ("explicit header leaves no rows",
+     lambda r: ["predict", checkpoint(r), "--input", write(r, "x.csv", "1\n"), "--header",
+                "yes"], "no data rows"),
+    ("predict output onto its input",
+     lambda r: ["predict", checkpoint(r), "--input", write(r, "x.csv", "1\n"), "--output",
+                r / "x.csv"], "is the input"),
+    ("predict output onto its checkpoint",
+     lambda r: ["predict", checkpoint(r), "--input", write(r, "x.csv", "1\n"), "--output",
+                r / "." / "ckpt-1-4-1.pt"], "is the checkpoint"),
+    ("evaluate output onto its checkpoint",
+     lambda r: ["evaluate", checkpoint(r), "--output", r / "ckpt-1-4-1.pt"], "is the checkpoint"),
+    ("invalid saved spec at evaluate",
+     lambda r: ["evaluate", old_run(r) / "checkpoint.pt"],
+     "checkpoint.pt: its saved spec is not valid here: unknown key 'old_key'"),
+    ("invalid saved spec at figures", lambda r: ["figures", old_run(r)],
+     "checkpoint.pt: its saved spec is not valid here"),
+    ("invalid saved spec at diagnose", lambda r: ["diagnose", old_run(r)],
+     "checkpoint.pt: its saved spec is not valid here"),
     ("checkpoint of another architecture",
      lambda r: ["evaluate", checkpoint(r, (1, 8, 1)), "--spec", write(r, "s.toml", TOY)],
      "does not match"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -194,6 +195,63 @@ def test_predict_regression(toy_run, tmp_path, suffix):
     assert (lower <= mean).all() and (mean <= upper).all() and (std > 0).all()
 
 
+def _predicted_rows(capsys, argv) -> tuple[int, str]:
+    """Run ``predict`` (to stdout); the number of prediction rows and stderr."""
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    header, *rows = captured.out.splitlines()
+    assert header.startswith("mean,std")
+    return len(rows), captured.err
+
+
+def test_predict_header_option(toy_run, tmp_path, capsys):
+    import pandas as pd
+
+    checkpoint = str(toy_run[1] / "checkpoint.pt")
+    source = tmp_path / "x.csv"
+    pd.DataFrame(np.linspace(0, 1, 5)[:, None]).to_csv(source, index=False)  # header line "0"
+    argv = ["predict", checkpoint, "--input", str(source)]
+    assert _predicted_rows(capsys, argv + ["--header", "yes"]) == (5, "")
+    assert _predicted_rows(capsys, argv + ["--header", "no"]) == (6, "")
+    assert "--header yes or --header no" in _errors(capsys, argv)  # auto: ambiguous
+    source.write_text("x\n0.1\n0.2\n")
+    rows, err = _predicted_rows(capsys, argv)
+    assert rows == 2 and err.startswith("note:") and "'x'" in err and "header" in err
+    assert "not a numeric CSV" in _errors(capsys, argv + ["--header", "no"])
+    source.write_text("0.1\n0.2\n0.3\n")
+    assert _predicted_rows(capsys, argv) == (3, "")
+    assert _predicted_rows(capsys, argv + ["--header", "yes"]) == (2, "")
+
+
+def test_predict_reads_a_bom_and_a_leading_na(toy_run, tmp_path, capsys):
+    checkpoint = str(toy_run[1] / "checkpoint.pt")
+    source = tmp_path / "x.csv"
+    argv = ["predict", checkpoint, "--input", str(source)]
+    source.write_bytes("\ufeff0.1\n0.2\n0.3\n".encode())  # Excel "CSV UTF-8"
+    assert _predicted_rows(capsys, argv) == (3, "")
+    source.write_bytes("\ufeffx\r\n0.1\r\n0.2\r\n".encode())
+    rows, err = _predicted_rows(capsys, argv)
+    assert rows == 2 and "'x'" in err
+    source.write_text("NA\n0.1\n0.2\n")  # a skipped NA row is no longer silent
+    rows, err = _predicted_rows(capsys, argv)
+    assert rows == 2 and "line 1 ('NA')" in err
+
+
+def test_output_never_replaces_an_input(toy_run, tmp_path, capsys):
+    _, out = toy_run
+    checkpoint = out / "checkpoint.pt"
+    before = checkpoint.read_bytes()
+    err = _errors(capsys, ["evaluate", str(checkpoint), "--output", str(out / ".." / out.name
+                                                                       / "checkpoint.pt")])
+    assert "is the checkpoint" in err
+    source = tmp_path / "x.csv"
+    source.write_text("0.1\n0.2\n")
+    err = _errors(capsys, ["predict", str(checkpoint), "--input", str(source), "--output",
+                           str(source)])
+    assert "is the input" in err
+    assert checkpoint.read_bytes() == before and source.read_text() == "0.1\n0.2\n"
+
+
 @pytest.fixture
 def classifier_checkpoint(tmp_path) -> Path:
     model = BayesianMLP([3, 5, 4], Categorical(4))
@@ -265,6 +323,51 @@ def test_error_predict_missing_or_bad_input(capsys, classifier_checkpoint, tmp_p
     bad.write_text("a,b,c\n1,x,3\n")
     assert "not a numeric CSV" in _errors(
         capsys, ["predict", str(classifier_checkpoint), "--input", str(bad)])
+
+
+def test_invalid_saved_spec_names_the_checkpoint(toy_run, tmp_path, capsys):
+    run = tmp_path / "old"
+    shutil.copytree(toy_run[1], run)
+    payload = torch.load(run / "checkpoint.pt", weights_only=False)
+    payload["metadata"]["spec"]["training"]["old_key"] = 1  # as if from another version
+    torch.save(payload, run / "checkpoint.pt")
+    before = (run / "checkpoint.pt").read_bytes()
+    for argv in (["evaluate", str(run / "checkpoint.pt")], ["figures", str(run)],
+                 ["run", "--resume", str(run), "--no-progress"]):
+        err = _errors(capsys, argv)
+        assert err.startswith(f"error: {run / 'checkpoint.pt'}: its saved spec is not valid "
+                              "here: unknown key 'old_key' in [training]"), err
+    assert (run / "checkpoint.pt").read_bytes() == before
+
+
+def test_failed_run_leaves_no_config_only_folder(toy_run, tmp_path, monkeypatch, capsys):
+    spec, _ = toy_run
+
+    def fail(*args, **kwargs):
+        assert (out / "config.toml").is_file()  # the run had written its folder
+        raise ValueError("training failed")
+
+    monkeypatch.setattr("pyro_bbb.experiment.fit", fail)
+    out = tmp_path / "new"
+    assert "training failed" in _errors(capsys, ["run", str(spec), "--out", str(out),
+                                                 "--no-progress"])
+    assert not out.exists()
+    out = tmp_path / "empty"
+    out.mkdir()  # the user's empty folder stays, emptied again
+    _errors(capsys, ["run", str(spec), "--out", str(out), "--no-progress"])
+    assert out.is_dir() and not any(out.iterdir())
+
+
+def test_out_folder_of_an_unstarted_run_suggests_resume(toy_run, tmp_path, capsys):
+    spec, run = toy_run
+    out = tmp_path / "started"
+    out.mkdir()
+    shutil.copy(run / "config.toml", out / "config.toml")
+    err = _errors(capsys, ["run", str(spec), "--out", str(out), "--no-progress"])
+    assert "before its first checkpoint" in err and f"pyro-bbb run --resume {out}" in err
+    assert [p.name for p in out.iterdir()] == ["config.toml"]
+    assert f"pyro-bbb run --resume {run}" in _errors(capsys, ["run", str(spec), "--out",
+                                                              str(run)])
 
 
 def test_argparse_usage_errors_return_2(capsys):

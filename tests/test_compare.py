@@ -253,3 +253,167 @@ def test_compare_spec_and_cli(tmp_path, capsys):
     bad.write_text(small.read_text().replace('["deterministic", "delta", "nuts"]', '["laplace"]'))
     assert main(["compare", str(bad), "--out", str(tmp_path / "o2")]) == 2
     assert "laplace" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- bad input
+
+TINY_SPEC = ('name = "tiny"\n[data]\nkind = "toy_regression"\nnum_points = 12\nnum_test = 16\n'
+             '[network]\nhidden_sizes = [3]\n[likelihood]\nkind = "gaussian"\nnoise = 0.05\n')
+
+
+def _spec(tmp_path, compare, top=""):
+    path = tmp_path / "spec.toml"
+    path.write_text(top + TINY_SPEC + compare)
+    return path
+
+
+def test_method_options_follow_the_runners():
+    from pyro_bbb.compare import method_options
+    from pyro_bbb.infer.methods import METHODS
+
+    for name in METHODS:  # every runner takes a seed, which run_comparison always passes
+        assert "seed" in method_options(name), name
+        assert set(TINY.get(name, {})) <= set(method_options(name)), name
+    assert {"steps", "lr", "num_samples"} <= set(method_options("delta"))
+    assert "kind" not in method_options("delta")  # fixed by the method name
+    assert {"pi", "sigma1", "sigma2", "epochs", "init_rho"} <= set(method_options("bbb_mixture"))
+    assert method_options("map") == method_options("delta")
+    assert "num_samples" not in method_options("ensemble")  # one draw per member
+
+
+@pytest.mark.parametrize("compare, top, message", [
+    ("[compare.delta]\nstep = 5\n", "",
+     "unknown key 'step' in [compare.delta]; did you mean 'steps'? (valid: steps, lr"),
+    ("[compare.bbb]\nepoch = 5\n", "", "unknown key 'epoch' in [compare.bbb]; did you mean "
+     "'epochs'?"),
+    ("[compare.bbb_mixture]\nsigma_1 = 1.0\n", "", "did you mean 'sigma1'?"),
+    ("[compare.ensemble]\nnum_samples = 5\n", "", "unknown key 'num_samples' in "
+     "[compare.ensemble]"),
+    ("[compare.delta]\nkind = 'normal'\n", "", "unknown key 'kind' in [compare.delta]"),
+    ("[compare]\ndelta = 3\n", "", "[compare.delta] must be a table of options, got 3"),
+    ("[compare]\nmethod = ['delta']\n", "", "unknown key 'method' in [compare]; did you mean "
+     "'methods'?"),
+    ("", "compare = 3\n", "[compare] must be a table, got compare = 3"),
+    ("[compare]\nmethods = 'bbb'\n", "", "compare.methods must be a list of method names"),
+    ("[compare]\nmethods = ['bbb', 1]\n", "", "compare.methods must be a list of method names"),
+    ("[compare]\nmethods = []\n", "", "compare.methods is empty"),
+    ("[compare]\nmethods = ['bbb', 'delta', 'bbb']\n", "", "compare.methods lists 'bbb' twice"),
+    ("[compare]\nmethods = ['laplace']\n", "", "unknown method(s) ['laplace']"),
+    ("[compare]\nnum_samples = 0\n", "", "compare.num_samples must be a positive integer"),
+    ("[compare]\nnum_samples = '5'\n", "", "compare.num_samples must be a positive integer"),
+])
+def test_bad_compare_table_is_refused_when_loaded(tmp_path, compare, top, message):
+    path = _spec(tmp_path, compare, top)
+    with pytest.raises(ValueError) as err:
+        load_compare_spec(path)
+    assert message in str(err.value) and str(err.value).startswith(f"{path}: ")
+
+
+def test_cli_refuses_an_option_typo_before_training(tmp_path, capsys):
+    """A typo in the second method's options: nothing trains, no folder, `error:`, exit 2."""
+    path = _spec(tmp_path, "[compare]\nmethods = ['deterministic', 'delta']\n"
+                 "[compare.deterministic]\nepochs = 1\n[compare.delta]\nstep = 5\n")
+    out = tmp_path / "out"
+    assert main(["compare", str(path), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "error: " in captured.err and "did you mean 'steps'?" in captured.err
+    assert "Traceback" not in captured.err and "trained" not in captured.out
+    assert not out.exists()
+
+
+def test_cli_refuses_a_repeated_method(tmp_path, capsys):
+    path = _spec(tmp_path, "[compare.delta]\nsteps = 1\n")
+    out = tmp_path / "out"
+    assert main(["compare", str(path), "--methods", "delta", "delta", "--out", str(out)]) == 2
+    assert "error: methods lists 'delta' twice" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("override", ["training.epochs=1", "guide.init_rho=-3",
+                                      "evaluation.num_samples=5"])
+def test_cli_refuses_overrides_that_compare_would_ignore(tmp_path, capsys, override):
+    path = _spec(tmp_path, "[compare.delta]\nsteps = 1\n")
+    out = tmp_path / "out"
+    assert main(["compare", str(path), "--methods", "delta", "deterministic", "--set", override,
+                 "--out", str(out)]) == 2
+    assert f"error: pyro-bbb compare does not use {override}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_prior_reads_a_comparison_spec_without_its_warning(tmp_path, capsys):
+    path = _spec(tmp_path, "[compare.delta]\nsteps = 1\n")
+    path.write_text(path.read_text() + "\n[training]\nepochs = 3\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["prior", str(path), "--num-draws", "3", "--out", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / "prior_predictive.png").is_file()
+
+
+def test_cli_single_method_writes_the_table(tmp_path, capsys):
+    """One method: no az.compare table or figure (they need two), everything else written."""
+    path = _spec(tmp_path, "[compare.delta]\nsteps = 2\n")
+    out = tmp_path / "out"
+    code = main(["compare", str(path), "--methods", "delta", "--num-samples", "5",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert {p.name for p in out.iterdir()} == {"comparison.csv", "comparison.json", "bands.png",
+                                               "meta.json"}
+    table = pandas.read_csv(out / "comparison.csv", index_col="method")
+    assert list(table.index) == ["delta"] and table.loc["delta", "num_samples"] == 5
+    assert math.isfinite(table.loc["delta", "elpd_loo"])  # per-method PSIS-LOO is kept
+
+
+def _fail_if_run(*args, **kwargs):
+    raise AssertionError("a method was trained")
+
+
+@pytest.mark.parametrize("methods, options, message", [
+    (["delta", "delta"], {}, "methods lists 'delta' twice"),
+    (["map", "delta"], {}, "methods lists 'delta' twice (as 'map' and 'delta')"),
+    (["deterministic", "delta"], {"delta": {"step": 1}}, "did you mean 'steps'?"),
+    (["map"], {"delta": {"step": 1}}, "unknown key 'step' in [compare.map]"),
+    ("delta", {}, "methods must be a list of method names"),
+    ([], {}, "methods is empty"),
+    (["laplace"], {}, "unknown method(s) ['laplace']"),
+])
+def test_run_comparison_checks_before_training(monkeypatch, methods, options, message):
+    monkeypatch.setattr("pyro_bbb.compare.run_method", _fail_if_run)
+    model = BayesianMLP([1, 3, 1], Gaussian(noise=0.05), prior=gaussian_prior(1.0))
+    x = torch.linspace(0, 1, 8)[:, None]
+    with pytest.raises(ValueError) as err:
+        run_comparison(model, x, x[:, 0], x, x[:, 0], methods, options=options)
+    assert message in str(err.value)
+
+
+def test_single_method_and_alias_options(monkeypatch):
+    """One method has no az.compare table; an alias (map) runs with its method's options."""
+    from pyro_bbb.infer import methods
+
+    calls = []
+
+    def spy(name, *args, **kwargs):
+        calls.append((name, kwargs))
+        return methods.run_method(name, *args, **kwargs)
+
+    monkeypatch.setattr("pyro_bbb.compare.run_method", spy)
+    model = BayesianMLP([1, 3, 1], Gaussian(noise=0.05), prior=gaussian_prior(1.0))
+    x = torch.linspace(0, 1, 8)[:, None]
+    with strict():
+        comparison = run_comparison(model, x, x[:, 0], x, x[:, 0], ["map"],
+                                    options={"delta": {"steps": 2}}, num_samples=3)
+    assert calls == [("map", {"seed": 0, "steps": 2, "num_samples": 3})]
+    assert comparison.loo is None and list(comparison.elpd) == ["map"]
+    assert list(comparison.table.index) == ["map"] and "elpd_loo" in comparison.table.columns
+
+
+def test_spec_sections_compare_does_not_use(tmp_path):
+    """[training] and [guide] warn (each method has its own options); evaluation.num_samples is
+    the default of compare.num_samples."""
+    path = _spec(tmp_path, "[training]\nepochs = 7\n[guide]\ninit_rho = -4.0\n"
+                 "[evaluation]\nnum_samples = 7\n")
+    with pytest.warns(UserWarning, match=r"does not use \[training\] and \[guide\]"):
+        spec = load_compare_spec(path)
+    assert spec.num_samples == 7
+    path = _spec(tmp_path, "[evaluation]\nnum_samples = 7\n[compare]\nnum_samples = 9\n")
+    with strict():  # nothing ignored: no warning
+        assert load_compare_spec(path).num_samples == 9
