@@ -25,7 +25,8 @@ fails having written only its config.toml removes it (and the folder it created)
 ``run`` keeps ``checkpoint.pt`` in the run folder up to date during training. Ctrl-C (SIGINT) or
 SIGTERM stops training at the next step boundary, saves a checkpoint there, prints the command
 that resumes the run and exits with status 130 (SIGINT) or 143 (SIGTERM); a second Ctrl-C aborts
-at once (the previous checkpoint stays). ``run --resume RUN_DIR`` continues from the checkpoint
+at once (the previous checkpoint stays). Once training is over (its last checkpoint written), a
+signal aborts the evaluation at once. ``run --resume RUN_DIR`` continues from the checkpoint
 (with no SPEC, the run's own saved spec) and evaluates as usual.
 
 ``figures`` re-evaluates a run folder's checkpoint on its spec's test data and writes every figure
@@ -319,7 +320,8 @@ def _run(args) -> int:
     try:
         with _StopOnSignal() as stop:
             result = run_experiment(config, out, progress=not args.no_progress,
-                                    resume=resume is not None, stop=stop)
+                                    resume=resume is not None, stop=stop,
+                                    on_trained=stop.trained)
     except TrainingInterrupted as err:
         return _interrupted(err, stop.signal, out, args)
     except NonFiniteLossError:
@@ -333,6 +335,10 @@ def _run(args) -> int:
         if resume is None:
             _remove_failed_run(out, existed)
         raise
+    except _Aborted as err:  # after training: the checkpoint holds the whole run
+        _print_resume_hint(out, args, f"{signal.Signals(err.signum).name} after training: "
+                           "evaluation aborted (training is complete: resuming only evaluates)")
+        return 128 + err.signum
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
         _print_resume_hint(out, args, "aborted")
         return 130
@@ -382,23 +388,43 @@ def _announce_resume(name: str, out: Path) -> None:
               "will not be bit-identical to an uninterrupted run", file=sys.stderr)
 
 
+class _Aborted(KeyboardInterrupt):
+    """A signal that stops a run at once; ``signum`` gives the exit status 128 + signum."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 class _StopOnSignal:
     """Context manager and ``stop()`` callable: SIGINT / SIGTERM set a flag that ``fit`` polls
     after every step, so training stops at a step boundary with a checkpoint. A second SIGINT
     (Ctrl-C again) raises KeyboardInterrupt at once; a repeated SIGTERM is ignored, since
-    schedulers and torchrun may send it to a process that is already stopping. Outside the main
-    thread it installs nothing."""
+    schedulers and torchrun may send it to a process that is already stopping. After
+    ``trained()`` (training over, its checkpoint written) either signal aborts at once
+    (``_Aborted``): nothing polls any more, and nothing is lost. Outside the main thread it
+    installs nothing."""
 
     SIGNALS = ("SIGINT", "SIGTERM")
 
     def __init__(self):
         self.signal: int | None = None
+        self.finished = False
         self._previous: dict[int, object] = {}
 
     def __call__(self) -> bool:
         return self.signal is not None
 
+    def trained(self) -> None:
+        """Training is over: a signal from now on (or one that came after the last poll)
+        aborts the evaluation."""
+        self.finished = True
+        if self.signal is not None:
+            raise _Aborted(self.signal)
+
     def _handle(self, signum, frame) -> None:
+        if self.finished:
+            raise _Aborted(signum)
         if self.signal is not None:
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt

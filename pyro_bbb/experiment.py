@@ -296,6 +296,7 @@ def run_experiment(
     *,
     resume: bool = False,
     stop: Callable[[], bool] | None = None,
+    on_trained: Callable[[], None] | None = None,
 ) -> ExperimentResult:
     """Load data, fit the mean-field guide by SVI (seeded), evaluate; with ``out_dir`` also
     write the run folder (see ``write_run``): ``config.toml`` once the data has loaded,
@@ -306,7 +307,9 @@ def run_experiment(
     checkpoint yet starts from the beginning). ``config`` must be the run's spec up to
     ``RESUMABLE_KEYS``; anything else (data, network, prior, likelihood, guide, seed, batch
     size, ...) raises ValueError naming the keys. ``stop`` is polled after every training step:
-    when it returns True the run is checkpointed and ``TrainingInterrupted`` raised. While it
+    when it returns True the run is checkpointed and ``TrainingInterrupted`` raised.
+    ``on_trained()`` is called once training has finished (its last checkpoint written), before
+    the evaluation. While it
     trains, the run folder holds a lock file (``pyro_bbb.runlock``): a second process resuming
     or writing the same folder gets ``RunFolderLocked`` instead of corrupting it.
     """
@@ -318,11 +321,11 @@ def run_experiment(
         torch.distributed.barrier()
     writer = info is None or info.is_main
     with contextlib.ExitStack() as lock:
-        return _run(config, out, progress, resume, stop, info, writer, lock)
+        return _run(config, out, progress, resume, stop, on_trained, info, writer, lock)
 
 
-def _run(config, out, progress, resume, stop, info, writer, lock: contextlib.ExitStack
-         ) -> ExperimentResult:
+def _run(config, out, progress, resume, stop, on_trained, info, writer,
+         lock: contextlib.ExitStack) -> ExperimentResult:
     """run_experiment's body; ``lock`` holds the run folder's lock once it is taken."""
     resolve_device(config.training.device)  # a device missing here fails before any folder
     checkpoint = None
@@ -362,6 +365,8 @@ def _run(config, out, progress, resume, stop, info, writer, lock: contextlib.Exi
                  checkpoint_interval=CHECKPOINT_SECONDS if t.checkpoint_every is None else None,
                  on_checkpoint=on_checkpoint, stop=stop, lr_schedule=t.lr_schedule,
                  on_divergence=t.on_divergence, cuda_graph=t.cuda_graph)
+    if on_trained is not None:
+        on_trained()
     result = ExperimentResult(config, model, guide, fitted, evaluate(config, model, guide, data),
                               data, resumed_from=state)
     if out is not None and writer:

@@ -452,3 +452,38 @@ def test_a_device_missing_here_fails_before_a_run_folder_is_made(tmp_path, short
     with pytest.raises(ValueError, match="'cuda:64' was asked for"):
         run_experiment(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_after_training_a_signal_aborts_at_once(signum):
+    with _StopOnSignal() as stop:
+        stop.trained()
+        with pytest.raises(KeyboardInterrupt) as err:
+            signal.raise_signal(signum)
+    assert err.value.signum == signum
+    with _StopOnSignal() as stop:  # a signal after the last poll, before training was over
+        signal.raise_signal(signum)
+        with pytest.raises(KeyboardInterrupt):
+            stop.trained()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_evaluation_stops_the_run_and_keeps_the_trained_checkpoint(
+    tmp_path, short_spec, capsys, monkeypatch, signum
+):
+    import pyro_bbb.experiment as experiment
+
+    def evaluate_until_signalled(*args, **kwargs):
+        signal.raise_signal(signum)
+        raise AssertionError("the signal did not stop the evaluation")
+
+    monkeypatch.setattr(experiment, "evaluate", evaluate_until_signalled)
+    out = tmp_path / "run"
+    assert main(["run", str(short_spec), "--out", str(out), "--no-progress"]) == 128 + signum
+    message = capsys.readouterr().err
+    assert f"{signal.Signals(signum).name} after training: evaluation aborted" in message
+    assert f"--resume {out}" in message and "Traceback" not in message
+    assert load_checkpoint(out / "checkpoint.pt").training_state.epoch == 3
+    monkeypatch.undo()
+    assert main(["run", "--resume", str(out), "--no-progress"]) == 0
+    assert "the run had finished training" in capsys.readouterr().out
