@@ -535,6 +535,10 @@ def _read_features(path: Path, header: str = "auto") -> np.ndarray:
                          "as UTF-8 CSV") from None
     if not any(line.strip() for line in lines):
         raise ValueError(f"{path} is empty")
+    for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+        if "," not in lines[0] and sep in lines[0]:
+            raise ValueError(f"{path}: line 1 is separated by {name}; predict reads "
+                             "comma-separated values")
     fields = [f.strip() for f in lines[0].split(",")]
     skip = header == "yes"
     if header == "auto":

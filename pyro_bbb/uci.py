@@ -137,6 +137,8 @@ def run_uci(
     for s in split_list:
         if not 0 <= s < total:
             raise ValueError(f"split {s} out of range [0, {total}) for {folder}")
+    if len(set(split_list)) != len(split_list):
+        raise ValueError(f"splits lists a split twice: {split_list}")
     for name in methods:
         _canonical(name)
     if noise not in NOISE_MODELS:
@@ -145,6 +147,8 @@ def run_uci(
         epochs = (protocol.n_epochs or 40) * epoch_multiplier
     if epochs < 1:
         raise ValueError(f"epochs must be positive, got {epochs}")
+    if hidden is not None and (not isinstance(hidden, int) or hidden < 1):
+        raise ValueError(f"hidden must be a positive int, got {hidden!r}")
     hidden = hidden or protocol.n_hidden or 50
     options = options or {}
     rows = []

@@ -102,3 +102,15 @@ def test_bad_split_and_method(tmp_path):
         run_uci(folder, splits=[5])
     with pytest.raises(ValueError, match="unknown method"):
         run_uci(folder, methods=("nope",))
+    with pytest.raises(ValueError, match=r"splits lists a split twice: \[0, 0\]"):
+        run_uci(folder, splits=[0, 0])
+    with pytest.raises(ValueError, match="hidden must be a positive int, got 0"):
+        run_uci(folder, hidden=0)
+
+
+@pytest.mark.parametrize("name", ["n_hidden.txt", "n_epochs.txt", "n_splits.txt"])
+def test_a_zero_in_a_protocol_file_is_refused(tmp_path, name):
+    folder = write_folder(tmp_path / "synthetic")
+    (folder / name).write_text("0\n")
+    with pytest.raises(ValueError, match=f"{name}: expected a positive integer, got 0"):
+        run_uci(folder, splits=[0], epochs=1)

@@ -125,8 +125,14 @@ def _read_int(path: Path) -> int:
 
 
 def _optional_int(folder: Path, name: str) -> int | None:
+    """The positive integer in ``folder/name``, or None when the file is absent."""
     path = folder / name
-    return _read_int(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    value = _read_int(path)
+    if value < 1:
+        raise ValueError(f"{path}: expected a positive integer, got {value}")
+    return value
 
 
 # --------------------------------------------------------------------------- public API
