@@ -22,6 +22,7 @@ import inspect
 import math
 import numbers
 import random
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -37,16 +38,19 @@ from .infer import resolve_device
 from .inputs import as_features, as_int, as_targets
 from .likelihoods import Categorical, Gaussian, Likelihood
 from .model import ACTIVATIONS, BayesianMLP
-from .predict import predict as posterior_predict
+from .predict import posterior_predictive
 
 try:
     from sklearn.base import BaseEstimator as _EstimatorRoot
     from sklearn.base import ClassifierMixin, RegressorMixin
-    from sklearn.exceptions import NotFittedError
+    from sklearn.exceptions import DataConversionWarning, NotFittedError
 except ImportError:  # scikit-learn is optional: minimal stand-ins
 
     class NotFittedError(ValueError, AttributeError):
         """Raised when a prediction method is called before ``fit``."""
+
+    class DataConversionWarning(UserWarning):
+        """Input data was converted (e.g. a column-vector y raveled)."""
 
     class _EstimatorRoot:
         def __repr__(self) -> str:
@@ -146,6 +150,15 @@ class _Settings(NamedTuple):
 
 
 # --------------------------------------------------------------------------- data helpers
+
+
+def _is_column(y) -> bool:
+    """Whether ``y`` has shape (n, 1) (False for anything numpy cannot shape)."""
+    try:
+        shape = _to_numpy(y).shape
+    except ValueError:
+        return False
+    return len(shape) == 2 and shape[1] == 1
 
 
 def _to_numpy(data) -> np.ndarray:
@@ -388,6 +401,10 @@ class _BBBEstimator(_EstimatorRoot):
         """
         settings = self._check_settings()
         self._require_y(y)
+        if _is_column(y):
+            warnings.warn("A column-vector y was passed when a 1d array was expected; it is "
+                          "used as y.ravel() (shape (n_samples,))", DataConversionWarning,
+                          stacklevel=2)
         x = _features(X, type(self).__name__)
         x_mean, x_scale = _moments(x)
         targets, fitted = self._encode_targets(y, x.shape[0])
@@ -449,8 +466,11 @@ class _BBBEstimator(_EstimatorRoot):
         if self.seed is not None:
             device = next(self.guide_.parameters()).device
             generator = torch.Generator(device=device).manual_seed(int(self.seed))
-        return posterior_predict(self.model_, self.guide_, x, num_samples=self.num_samples,
-                                 level=level, generator=generator)
+        draws = self.guide_.sample_posterior(self.num_samples, generator=generator)
+        # in float64 a row's prediction does not depend on the other rows (float32 matmul
+        # kernels change with the batch size), as scikit-learn's invariance checks ask
+        draws = {name: value.double() for name, value in draws.items()}
+        return posterior_predictive(self.model_, draws, x, level=level)
 
 
 def _numpy64(t: torch.Tensor) -> np.ndarray:

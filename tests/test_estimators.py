@@ -9,6 +9,7 @@ import importlib.util
 import math
 import pickle
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,10 @@ import pytest
 import scipy.sparse
 import torch
 from sklearn.base import clone, is_classifier, is_regressor
+from sklearn.exceptions import DataConversionWarning
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils.estimator_checks import check_estimator
 
 from pyro_bbb import estimators
 from pyro_bbb.estimators import BBBClassifier, BBBRegressor, NotFittedError
@@ -127,6 +130,20 @@ def test_classifier_not_fitted(method):
     args = (np.zeros((2, 1)), np.zeros(2)) if method == "score" else (np.zeros((2, 1)),)
     with pytest.raises(NotFittedError, match="BBBClassifier instance is not fitted"):
         getattr(BBBClassifier(), method)(*args)
+
+
+@pytest.mark.parametrize("estimator", [BBBRegressor(epochs=30), BBBClassifier(epochs=30)],
+                         ids=["regressor", "classifier"])
+def test_scikit_learns_estimator_checks_pass(estimator):
+    """sklearn's own contract: input validation, clone, pickling, invariance to row order and
+    subsets (float64 prediction), column-vector y (DataConversionWarning), learning at all."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(estimator, on_fail=None)
+    failed = [(r["check_name"], repr(r["exception"])[:200]) for r in results
+              if r["status"] == "failed"]
+    assert failed == []
+    assert sum(r["status"] == "passed" for r in results) >= 45
 
 
 def test_not_fitted_error_is_sklearns_and_a_value_and_attribute_error():
@@ -317,10 +334,12 @@ def test_object_array_of_numbers_is_accepted():
     np.testing.assert_array_equal(reg.predict(x.astype(object)), reg.predict(x))
 
 
-def test_column_target_is_accepted():
+def test_column_target_is_accepted_with_sklearns_warning():
     x, y = linear_data(50, seed=8)
-    reg = BBBRegressor(**QUICK).fit(x, y[:, None])
+    with pytest.warns(DataConversionWarning, match="column-vector y"):
+        reg = BBBRegressor(**QUICK).fit(x, y[:, None])
     assert reg.predict(x).shape == (50,)
+    np.testing.assert_array_equal(reg.predict(x), BBBRegressor(**QUICK).fit(x, y).predict(x))
 
 
 # --------------------------------------------------------------------------- errors
