@@ -74,10 +74,10 @@ import torch
 
 from .guide import MeanFieldGuide
 from .infer import FitResult, fit
-from .inputs import as_features, as_targets
+from .inputs import as_features, as_int, as_targets
 from .likelihoods import Bernoulli, Categorical
 from .model import site_names
-from .predict import default_chunk_size
+from .predict import check_draws, default_chunk_size
 from .predict import log_likelihood as _log_likelihood
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -163,7 +163,21 @@ def _leading_dims(model, draws: Mapping[str, Any]) -> tuple[dict[str, torch.Tens
 
 
 def _as_chains(model, draws: _Draws, chains: int | None = None) -> dict[str, torch.Tensor]:
-    """Draws in any of the three layouts → dict name → (chain, draw, *shape) on the CPU."""
+    """Draws in any of the three layouts → dict name → (chain, draw, *shape) on the CPU, checked
+    as ``predict.check_draws`` checks them (finite, floating point, one dtype)."""
+    chained = _chains(model, draws, chains)
+    lead = next(iter(chained.values())).shape[:2]
+    sites = model.latent_shapes()  # other entries (e.g. an MCMC deterministic) pass as they are
+    flat = check_draws(model, {k: v.reshape(-1, *v.shape[2:]) for k, v in chained.items()
+                               if k in sites})
+    return {k: flat[k].reshape(*lead, *flat[k].shape[1:]) if k in flat else v
+            for k, v in chained.items()}
+
+
+def _chains(model, draws: _Draws, chains: int | None) -> dict[str, torch.Tensor]:
+    """``_as_chains`` before the checks of the values."""
+    if chains is not None:
+        chains = as_int(chains, "chains")
     if isinstance(draws, Mapping):
         tensors, num_leading = _leading_dims(model, draws)
         if num_leading == 2:
@@ -274,8 +288,7 @@ def sample_prior(model, num_samples: int, *, seed: int | None = None) -> dict[st
     noise scale) from theirs: dict site name → (num_samples, *site shape), the posterior format.
     With ``seed`` the draws are reproducible and torch's global RNG is left as it was.
     """
-    if not (isinstance(num_samples, int) and num_samples > 0):
-        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    num_samples = as_int(num_samples, "num_samples")
     cpu = torch.device("cpu")
     priors = dict(model.site_priors(cpu))
     priors.update(model.likelihood.latent_priors(cpu))
@@ -413,8 +426,15 @@ def to_draws(idata: arviz.InferenceData, group: str = "posterior",
     shape (chain, draw, *site shape), or (chain·draw, *site shape) with ``flatten``. Derived
     variables (``f``, ``probs``) are left out.
     """
+    if group not in idata.groups():
+        raise ValueError(f"the InferenceData has no {group!r} group; its groups: "
+                         f"{list(idata.groups())}")
     dataset = idata[group]
-    mapping = json.loads(idata.posterior.attrs[_SITE_ATTR])
+    attrs = idata.posterior.attrs if "posterior" in idata.groups() else {}
+    if _SITE_ATTR not in attrs:
+        raise ValueError("this InferenceData was not written by pyro_bbb's to_inference_data "
+                         f"(its posterior has no {_SITE_ATTR!r} attribute)")
+    mapping = json.loads(attrs[_SITE_ATTR])
     draws = {site: torch.as_tensor(np.asarray(dataset[var].values))
              for var, site in mapping.items() if var in dataset}
     return _flat(draws) if flatten else draws

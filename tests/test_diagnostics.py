@@ -171,6 +171,34 @@ def test_the_three_draw_layouts_agree_and_bad_draws_fail(regression):
         to_inference_data(model, flat, y=y)
 
 
+@pytest.mark.parametrize("change,match", [
+    (lambda d: {**d, "layer0.weight": d["layer0.weight"].index_fill(0, torch.tensor([2]),
+                                                                    float("nan"))},
+     r"draws of \['layer0.weight'\] contain NaN or infinite"),
+    (lambda d: {k: v.long() for k, v in d.items()}, "floating-point"),
+])
+def test_bad_draw_values_are_refused_with_or_without_y(classifier, change, match):
+    model, x, y, _ = classifier
+    draws = change(untrained_draws(model, 8))
+    for kwargs in ({}, {"y": y}, {"function_space": True}):
+        with pytest.raises(ValueError, match=match):
+            to_inference_data(model, draws, x, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        to_inference_data(model, untrained_draws(model, 8), x, prior_draws=draws)
+    with pytest.raises(ValueError, match=match):
+        function_space_summary(model, draws, x, chains=2)
+
+
+def test_to_draws_names_a_missing_group_or_a_foreign_inference_data(classifier):
+    model, x, y, _ = classifier
+    idata = to_inference_data(model, untrained_draws(model, 4), x, y)
+    with pytest.raises(ValueError, match=r"no 'prior' group; its groups: \['posterior'"):
+        to_draws(idata, "prior")
+    foreign = az.from_dict(posterior={"a": np.zeros((2, 5))})
+    with pytest.raises(ValueError, match="not written by pyro_bbb's to_inference_data"):
+        to_draws(foreign)
+
+
 def test_float64_draws_give_the_float32_draws_answer(classifier):
     model, x, y, _ = classifier
     draws = untrained_draws(model, 6)

@@ -382,3 +382,22 @@ def test_unusable_devices_are_named(device, match):
     with pytest.raises(ValueError, match=match):
         resolve_device(device)
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_a_pruned_or_non_finite_guide_is_refused_before_training():
+    from pyro_bbb.pruning import prune
+
+    x, y = torch.randn(40, 3), torch.randint(0, 3, (40,))
+    model = _classifier()
+    guide = MeanFieldGuide(model)
+    fit(model, guide, x, y, epochs=2, progress=False, device="cpu")
+    pruned = prune(guide, 0.5)
+    before = {k: v.clone() for k, v in pruned.state_dict().items()}
+    with pytest.raises(ValueError, match=r"the guide has 12 entries with σ = softplus\(ρ\) = 0 "
+                                         r"\(pruned"):
+        fit(model, pruned, x, y, epochs=1, progress=False, device="cpu")
+    assert all(torch.equal(before[k], v) for k, v in pruned.state_dict().items())
+    with torch.no_grad():
+        guide.loc["layer0__weight"][0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"parameters \['loc.layer0__weight'\] hold NaN or inf"):
+        fit(model, guide, x, y, epochs=1, progress=False, device="cpu")

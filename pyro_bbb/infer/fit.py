@@ -447,6 +447,7 @@ def fit(
                                                         seed)
     if hasattr(model, "check_sites") and hasattr(guide, "site_shapes"):
         model.check_sites(guide.site_shapes(), "the guide")
+    _check_trainable(guide)
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
     if on_divergence not in ("stop", "lower_lr"):
@@ -728,6 +729,22 @@ def _graph_factory(cuda_graph: bool | str, device: torch.device, engine: str,
         raise ValueError(f"cuda_graph=True cannot apply: {why} (device {device}, engine "
                          f"{engine!r})")
     return CudaGraph if cuda_graph is not False and why is None else None
+
+
+@torch.no_grad()
+def _check_trainable(guide) -> None:
+    """ValueError when the guide's parameters hold NaN/inf or it was pruned (σ = 0 entries:
+    point masses whose log q is not finite, and training would move them off zero)."""
+    bad = [name for name, p in guide.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise ValueError(f"the guide's parameters {bad} hold NaN or inf values (a diverged "
+                         "fit?); start from a fresh guide or a checkpoint")
+    if hasattr(guide, "scales"):
+        pruned = sum(int((scale == 0).sum()) for scale in guide.scales().values())
+        if pruned:
+            raise ValueError(f"the guide has {pruned} entries with σ = softplus(ρ) = 0 (pruned, "
+                             "or ρ too negative): a pruned guide cannot be trained further; "
+                             "train the unpruned guide, then prune")
 
 
 def _like_guide(x: torch.Tensor, y: torch.Tensor, guide, device: torch.device):
