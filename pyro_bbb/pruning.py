@@ -37,16 +37,19 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from numbers import Real
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .guide import GuideSite, MeanFieldGuide
+from .inputs import as_int
 from .likelihoods import ClassificationPrediction
 from .metrics import accuracy, expected_calibration_error, nll
+from .model import BayesianMLP
 from .predict import predict
 
 __all__ = [
@@ -80,6 +83,25 @@ _INDEX_BYTES = 4  # int32 column indices and row pointers
 
 def _key(name: str) -> str:
     return name.replace(".", "__")
+
+
+def _check_guide(guide: Any, who: str) -> MeanFieldGuide:
+    """``guide`` if it is a MeanFieldGuide, else TypeError saying what ``who`` got."""
+    if not isinstance(guide, MeanFieldGuide):
+        hint = " (arguments swapped?)" if isinstance(guide, BayesianMLP) else ""
+        raise TypeError(f"{who} expects a MeanFieldGuide, got {type(guide).__name__}{hint}")
+    return guide
+
+
+@torch.no_grad()
+def _check_finite(guide: MeanFieldGuide) -> None:
+    """ValueError naming the first site whose μ or ρ holds NaN or ±inf (a diverged fit)."""
+    for site in guide.sites:
+        for param in (guide.loc[_key(site.name)], guide.rho[_key(site.name)]):
+            if not bool(torch.isfinite(param).all()):
+                what = "NaN" if bool(param.isnan().any()) else "infinite values"
+                raise ValueError(f"guide parameters of {site.name} contain {what} (diverged "
+                                 "fit?); pruning needs finite μ and ρ")
 
 
 def check_proportion(proportion: Any) -> float:
@@ -118,6 +140,7 @@ def _is_bias(site: GuideSite) -> bool:
 def prunable_sites(guide: MeanFieldGuide, include_biases: bool = False) -> list[str]:
     """Names of the sites ranked and pruned: real sites of ≥ 2 dims (weight matrices), plus the
     real 1-D sites (biases) when ``include_biases``. Likelihood latents are never included."""
+    _check_guide(guide, "prunable_sites")
     names = [s.name for s in guide.sites if _is_weight(s) or (include_biases and _is_bias(s))]
     if not names:
         raise ValueError("the guide has no weight sites to prune (real sites of ≥ 2 dims)")
@@ -126,15 +149,23 @@ def prunable_sites(guide: MeanFieldGuide, include_biases: bool = False) -> list[
 
 @torch.no_grad()
 def pruned_masks(guide: MeanFieldGuide) -> dict[str, torch.Tensor]:
-    """Boolean mask per site, True where the entry is pruned (μ = 0 and σ = softplus(ρ) = 0)."""
+    """Boolean mask per site, True where the entry is pruned (μ = 0 and σ = softplus(ρ) = 0).
+
+    Cheap (one softplus per site, no checks beyond the type); the number of pruned entries is
+    ``sum(int(m.sum()) for m in pruned_masks(guide).values())``.
+    """
+    _check_guide(guide, "pruned_masks")
     scales = guide.scales()
     return {name: (loc == 0) & (scales[name] == 0) for name, loc in guide.locs().items()}
 
 
 @torch.no_grad()
 def signal_to_noise(guide: MeanFieldGuide, include_biases: bool = False) -> dict[str, torch.Tensor]:
-    """SNR = |μ| / σ per prunable site; an entry already pruned (μ = σ = 0) counts as SNR 0."""
-    names = prunable_sites(guide, include_biases)
+    """SNR = |μ| / σ per prunable site; an entry already pruned (μ = σ = 0) counts as SNR 0.
+
+    Raises ValueError when any guide parameter is NaN or infinite."""
+    names = prunable_sites(_check_guide(guide, "signal_to_noise"), include_biases)
+    _check_finite(guide)
     locs, scales = guide.locs(), guide.scales()
     out = {}
     for name in names:
@@ -160,7 +191,7 @@ def snr_threshold(guide: MeanFieldGuide, proportion: float, include_biases: bool
     smallest SNR (nothing below it).
     """
     proportion = check_proportion(proportion)
-    flat, _, _ = _flat_snr(guide, include_biases)
+    flat, _, _ = _flat_snr(_check_guide(guide, "snr_threshold"), include_biases)
     k = num_pruned(flat.numel(), proportion)
     return float(torch.kthvalue(flat.double().cpu(), k + 1).values)
 
@@ -172,8 +203,14 @@ def prune_entries(guide: MeanFieldGuide, masks: Mapping[str, torch.Tensor]) -> M
 
     Sites missing from ``masks`` are left as they are. ``guide`` itself is not modified.
     """
-    known = {s.name: s for s in guide.sites}
+    known = {s.name: s for s in _check_guide(guide, "prune_entries").sites}
+    if not isinstance(masks, Mapping):
+        raise TypeError(f"masks must be a dict of site name → boolean mask, got "
+                        f"{type(masks).__name__}")
+    masks = {name: torch.as_tensor(mask) for name, mask in masks.items()}  # numpy, lists too
     for name, mask in masks.items():
+        if mask.dtype != torch.bool:
+            raise ValueError(f"mask for {name!r} must be boolean (True = prune), got {mask.dtype}")
         if name not in known:
             raise KeyError(f"unknown site {name!r}; the guide has {sorted(known)}")
         if tuple(mask.shape) != tuple(known[name].shape):
@@ -203,7 +240,7 @@ def prune(
     proportion is the same as pruning the original. p = 0 returns an identical copy.
     """
     proportion = check_proportion(proportion)
-    flat, names, shapes = _flat_snr(guide, include_biases)
+    flat, names, shapes = _flat_snr(_check_guide(guide, "prune"), include_biases)
     k = num_pruned(flat.numel(), proportion)
     remove = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
     if k:
@@ -238,7 +275,7 @@ def memory_footprint(guide: MeanFieldGuide) -> MemoryFootprint:
     real site of shape (r, …) with m kept (not pruned) entries csr_site = 8 m + 4 m + 4 (r + 1)
     (a 1-D site counts as one row); constrained sites are stored dense.
     """
-    masks = pruned_masks(guide)
+    masks = pruned_masks(_check_guide(guide, "memory_footprint"))
     dense = sparse = nonzero = num_weights = total = 0
     for site in guide.sites:
         n = site.shape.numel()
@@ -260,7 +297,7 @@ def log10_snr(guide: MeanFieldGuide, include_biases: bool = False) -> torch.Tens
 
     Entries with μ = 0 exactly (log10 0 = −∞) are left out, as are pruned ones.
     """
-    flat, _, _ = _flat_snr(guide, include_biases)
+    flat, _, _ = _flat_snr(_check_guide(guide, "log10_snr"), include_biases)
     flat = flat.double().cpu()
     return flat[flat > 0].log10()
 
@@ -280,24 +317,29 @@ def log_snr_histogram(
     include_biases: bool = False,
     value_range: tuple[float, float] | None = None,
 ) -> SNRHistogram:
-    """Histogram of log10 SNR over the weights (or of given log10 SNR values).
+    """Histogram of log10 SNR over the weights of a guide, or of given log10 SNR values (a
+    tensor, numpy array or list of finite numbers).
 
     density_b = c_b / (n · Δ_b) for the c_b of n values in bin b of width Δ_b; the range defaults
     to [min, max] of the values. With a narrower ``value_range`` the values outside it are left
     out of the bins (the density then integrates to the fraction inside) but not out of n or the
     CDF, which is exact at every edge.
     """
-    values = (guide_or_values if torch.is_tensor(guide_or_values)
-              else log10_snr(guide_or_values, include_biases)).double().reshape(-1).cpu()
-    values = values[torch.isfinite(values)]
+    if isinstance(guide_or_values, MeanFieldGuide):
+        values = log10_snr(guide_or_values, include_biases)
+        values = values[torch.isfinite(values)]  # σ underflowing to 0 gives log10 SNR = inf
+    else:
+        values = _log_snr_values(guide_or_values)
+    values = values.double().reshape(-1).cpu()
     if values.numel() == 0:
-        raise ValueError("no finite log10 SNR values to histogram")
-    if not (isinstance(bins, int) and bins > 0):
-        raise ValueError(f"bins must be a positive int, got {bins!r}")
-    lo, hi = value_range if value_range is not None else (float(values.min()),
-                                                          float(values.max()))
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
+        raise ValueError("no log10 SNR values to histogram (every weight pruned?)")
+    bins = as_int(bins, "bins")
+    if value_range is None:
+        lo, hi = float(values.min()), float(values.max())
+        if hi <= lo:
+            lo, hi = lo - 0.5, hi + 0.5
+    else:
+        lo, hi = _value_range(value_range)
     edges = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)
     inside = values[(values >= lo) & (values <= hi)]
     counts = torch.histc(inside, bins=bins, min=lo, max=hi)
@@ -305,6 +347,33 @@ def log_snr_histogram(
     density = counts / (n * (edges[1:] - edges[:-1]))
     cdf = torch.searchsorted(values.sort().values, edges, right=True).double() / n
     return SNRHistogram(edges, density, cdf, n)
+
+
+def _log_snr_values(values: Any) -> torch.Tensor:
+    """Given log10 SNR values as a float64 tensor, or an error saying what is accepted."""
+    accepted = "a MeanFieldGuide or log10 SNR values (a tensor, numpy array or list of numbers)"
+    if not (torch.is_tensor(values) or isinstance(values, (np.ndarray, list, tuple))):
+        raise TypeError(f"log_snr_histogram expects {accepted}, got {type(values).__name__}")
+    if torch.is_tensor(values):
+        values = values.detach().cpu()
+    try:
+        tensor = torch.as_tensor(np.asarray(values, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ValueError(f"log_snr_histogram expects {accepted}; the values given are not "
+                         "numbers") from None
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError("the log10 SNR values contain NaN or infinite entries")
+    return tensor
+
+
+def _value_range(value_range: Any) -> tuple[float, float]:
+    """``value_range`` as finite (low, high) with low < high, or ValueError."""
+    pair = tuple(value_range) if isinstance(value_range, (tuple, list)) else ()
+    ok = len(pair) == 2 and all(isinstance(v, Real) and math.isfinite(v) for v in pair)
+    if not (ok and pair[0] < pair[1]):
+        raise ValueError(f"value_range must be (low, high) with finite low < high, got "
+                         f"{value_range!r}")
+    return float(pair[0]), float(pair[1])
 
 
 def pruning_curve(
@@ -328,7 +397,11 @@ def pruning_curve(
     accuracy, error = 1 − accuracy, nll, ece (``num_bins`` bins), nonzero_weights, num_weights,
     dense_bytes and sparse_bytes (``memory_footprint``).
     """
+    _check_guide(guide, "pruning_curve")
+    if isinstance(proportions, (str, bytes)) or not isinstance(proportions, Iterable):
+        raise ValueError(f"proportions must be a list of numbers, e.g. [0.5], got {proportions!r}")
     checked = [check_proportion(p) for p in proportions]
+    seed = as_int(seed, "seed", minimum=0)
     if not checked:
         raise ValueError("proportions is empty")
     labels = torch.as_tensor(y)

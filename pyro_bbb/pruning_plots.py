@@ -8,13 +8,15 @@ Every function returns a matplotlib Figure and never shows it; pyplot is importe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from numbers import Real
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .plots import _np, _pyplot, save_figure
-from .pruning import SNRHistogram
+from .pruning import SNRHistogram, check_proportion
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -28,6 +30,54 @@ def _percent(proportion: float) -> str:
     return f"{100 * proportion:.4g}%"
 
 
+def _is_finite(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_thresholds(thresholds) -> dict[float, float]:
+    """{proportion: SNR threshold} checked: proportions in [0, 1), thresholds finite and >= 0."""
+    if thresholds is None:
+        return {}
+    if not isinstance(thresholds, Mapping):
+        raise TypeError(f"thresholds must be a dict {{proportion: SNR threshold}} (snr_threshold "
+                        f"output), got {type(thresholds).__name__}")
+    out = {}
+    for proportion, threshold in thresholds.items():
+        threshold = float(threshold) if _is_finite(threshold) else threshold
+        if not (_is_finite(threshold) and threshold >= 0):
+            raise ValueError(f"thresholds[{proportion!r}] is {threshold!r}; expected a finite "
+                             "SNR >= 0 (snr_threshold output)")
+        out[check_proportion(proportion)] = threshold
+    return out
+
+
+_CURVE_KEYS = ("proportion", "error", "dense_bytes", "sparse_bytes")
+
+
+def _curve_rows(rows) -> list[Mapping]:
+    """``rows`` (a list of dicts or a DataFrame) checked to hold finite values of _CURVE_KEYS."""
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # pandas DataFrame
+        rows = rows.to_dict("records")
+    if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
+        raise TypeError(f"rows must be a list of dicts (pruning_curve output) or a DataFrame, "
+                        f"got {type(rows).__name__}")
+    if not rows:
+        raise ValueError("no rows to plot")
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise TypeError(f"row {i} is a {type(row).__name__}, not a dict")
+        missing = [key for key in _CURVE_KEYS if key not in row]
+        if missing:
+            raise ValueError(f"row {i} lacks {missing}; rows need {list(_CURVE_KEYS)} "
+                             "(pruning_curve output)")
+        bad = [key for key in _CURVE_KEYS if not _is_finite(row[key])]
+        if bad:
+            raise ValueError(f"row {i} has non-finite or non-numeric "
+                             f"{', '.join(f'{k}={row[k]!r}' for k in bad)}")
+        check_proportion(row["proportion"])
+    return list(rows)
+
+
 def snr_histogram_figure(
     histogram: SNRHistogram,
     thresholds: Mapping[float, float] | None = None,
@@ -38,6 +88,10 @@ def snr_histogram_figure(
     ``thresholds`` maps a proportion removed p to its SNR threshold t (``snr_threshold``): each is
     drawn as a vertical line at log10 t, the weights left of it being the ones pruned.
     """
+    if not isinstance(histogram, SNRHistogram):
+        raise TypeError(f"snr_histogram_figure expects an SNRHistogram (log_snr_histogram of the "
+                        f"guide), got {type(histogram).__name__}")
+    thresholds = _check_thresholds(thresholds)
     plt = _pyplot()
     edges, density, cdf = _np(histogram.edges), _np(histogram.density), _np(histogram.cdf)
     if len(edges) != len(density) + 1 or len(cdf) != len(edges):
@@ -47,8 +101,8 @@ def snr_histogram_figure(
     ax_pdf.bar(edges[:-1], density, width=widths, align="edge", color="tab:blue", alpha=0.75,
                edgecolor="none")
     ax_cdf.plot(edges, cdf, color="tab:blue", linewidth=1.8)
-    for i, (proportion, threshold) in enumerate(sorted((thresholds or {}).items())):
-        if not threshold > 0:
+    for i, (proportion, threshold) in enumerate(sorted(thresholds.items())):
+        if threshold == 0:  # log10 0 = −∞: nothing to draw
             continue
         x = float(np.log10(threshold))
         color = _LINE_COLORS[i % len(_LINE_COLORS)]
@@ -65,7 +119,7 @@ def snr_histogram_figure(
         ax.set_xlabel("log10 SNR = log10(|μ| / σ)")
         ax.set_xlim(edges[0], edges[-1])
         ax.grid(alpha=0.3)
-    if thresholds:
+    if any(t > 0 for t in thresholds.values()):
         ax_pdf.legend(loc="upper left", fontsize=8, frameon=False)
     fig.suptitle(title or f"Signal-to-noise ratio of {histogram.num_weights:,} weights")
     fig.tight_layout()
@@ -84,9 +138,10 @@ def pruning_curve_figure(
     ``target_drop`` (an accuracy drop, 0.002 = 0.2 points) shades the band of errors within that
     drop of the unpruned error, when a row with proportion 0 is present.
     """
+    rows = _curve_rows(rows)
+    if target_drop is not None and not (_is_finite(target_drop) and target_drop >= 0):
+        raise ValueError(f"target_drop must be a finite number >= 0 or None, got {target_drop!r}")
     plt = _pyplot()
-    if not rows:
-        raise ValueError("no rows to plot")
     rows = sorted(rows, key=lambda r: r["proportion"])
     removed = np.array([r["proportion"] for r in rows], dtype=float)
     kept = 1.0 - removed

@@ -13,6 +13,7 @@ from pyro_bbb.data import (
     Standardizer,
     UCIProtocol,
     load_fashion_mnist,
+    load_mushroom,
     load_uci_split,
     num_splits,
     read_idx,
@@ -79,6 +80,12 @@ def test_toy_regression_seeding():
     assert not torch.equal(a.x, c.x) and not torch.equal(a.y, c.y)
 
 
+def test_toy_accepts_numpy_ints_and_list_range():
+    data = toy_regression(num_points=np.int64(7), seed=np.int32(3), x_range=[0, 1])
+    assert data.x.shape == (7, 1) and bool(((data.x >= 0) & (data.x <= 1)).all())
+    assert torch.equal(data.y, toy_regression(7, 3, (0.0, 1.0)).y)
+
+
 def test_toy_heldout_is_noise_free_grid_over_wider_range():
     held = toy_regression_heldout(num_points=101, x_range=(-0.2, 1.2))
     assert held.x.shape == (101, 1) and held.y.shape == (101,)
@@ -91,12 +98,21 @@ def test_toy_heldout_is_noise_free_grid_over_wider_range():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"num_points": 0}, "num_points must be at least 1"),
+        ({"num_points": 0}, "num_points must be a positive int, got 0"),
+        ({"num_points": 2.5}, "num_points must be a positive int, got 2.5"),
+        ({"num_points": "10"}, "num_points must be a positive int, got '10'"),
         ({"x_range": (0.5, 0.5)}, "x_range must satisfy low < high"),
+        ({"x_range": (0.0, math.inf)}, r"x_range must be \(low, high\) of two finite numbers"),
+        ({"x_range": (math.nan, 1.0)}, "x_range must be .* finite"),
+        ({"x_range": (0.0, 1.0, 2.0)}, "x_range must be .* got \\(0.0, 1.0, 2.0\\)"),
         ({"noise_std": -0.1}, "noise_std must be non-negative"),
+        ({"noise_std": math.nan}, "noise_std must be a finite number, got nan"),
+        ({"seed": None}, "seed must be an int >= 0, got None"),
+        ({"seed": 1.5}, "seed must be an int >= 0, got 1.5"),
     ],
 )
 def test_toy_errors(kwargs, match):
+    """Every argument is checked up front, with a message naming it."""
     for make in (toy_regression, toy_regression_heldout):
         with pytest.raises(ValueError, match=match):
             make(**kwargs)
@@ -192,6 +208,37 @@ def test_standardizer_rejects_empty():
         Standardizer.fit(torch.zeros(0, 2), torch.zeros(0))
 
 
+def test_standardizer_accepts_numpy_and_integers():
+    x = np.array([[1, 10], [3, 10]])  # int64: the mean 2 must not be truncated, σ 0 → 1
+    fitted = Standardizer.fit(x, np.array([0.0, 4.0]))
+    assert fitted.x_mean.tolist() == [2.0, 10.0] and fitted.x_std.tolist() == [1.0, 1.0]
+    assert fitted.y_mean.item() == 2.0 and fitted.y_std.item() == 2.0
+    assert fitted.transform_features(np.array([[5.0, 12.0]])).tolist() == [[3.0, 2.0]]
+
+
+@pytest.mark.parametrize(
+    "x, y, match",
+    [
+        (torch.ones(4, 3), torch.ones(2), "x has 4 rows but y has 2"),
+        (torch.tensor([[math.nan], [1.0]]), torch.ones(2), "x contains NaN or infinite"),
+        (torch.ones(2, 1), torch.tensor([1.0, math.inf]), "y contains NaN or infinite"),
+        (torch.ones(4), torch.ones(4), r"x of shape \(n, d\) and y of shape \(n,\), got \(4,\)"),
+        (torch.ones(4, 3), torch.ones(4, 2), r"got \(4, 3\) and \(4, 2\)"),
+        ([["a", "b"]], [1.0], "x must be numeric"),
+    ],
+)
+def test_standardizer_fit_bad_input(x, y, match):
+    with pytest.raises(ValueError, match=match):
+        Standardizer.fit(x, y)
+
+
+def test_standardizer_transform_wrong_width():
+    fitted = Standardizer.fit(torch.randn(10, 3), torch.randn(10))
+    with pytest.raises(ValueError, match=r"x has shape \(5, 4\), but the Standardizer was "
+                       "fitted on 3 features"):
+        fitted.transform_features(torch.randn(5, 4))
+
+
 def test_num_splits_counts_index_files(tmp_path):
     folder = write_uci(tmp_path / "nosplitfile", uci_files({"n_splits.txt": None}))
     assert num_splits(folder) == 2
@@ -223,7 +270,14 @@ def test_num_splits_counts_index_files(tmp_path):
         ({"index_test_0.txt": ""}, 0, ValueError, "index_test_0.txt is empty"),
         ({"index_test_0.txt": "2\n3\n"}, 0, ValueError, "share 1 rows"),
         ({}, 2, ValueError, r"split 2 out of range \[0, 2\)"),
-        ({}, -1, ValueError, r"split -1 out of range \[0, 2\)"),
+        ({}, -1, ValueError, "split must be an int >= 0, got -1"),
+        ({}, "0", ValueError, "split must be an int >= 0, got '0'"),
+        ({}, 1.0, ValueError, "split must be an int >= 0, got 1.0"),
+        ({}, True, ValueError, "split must be an int >= 0, got True"),
+        ({"index_train_0.txt": "1e20\n"}, 0, ValueError, "row index 100000000000000000000 out"),
+        ({"data.txt": "1,2,3\n4,5,6\n"}, 0, ValueError,
+         "data.txt line 1: values are separated by commas; expected whitespace-separated"),
+        ({"data.txt": "1;2;3\n"}, 0, ValueError, "data.txt line 1: values are separated by semi"),
         ({"n_splits.txt": "2 3\n"}, 0, ValueError, "n_splits.txt: expected a single integer"),
     ],
 )
@@ -231,6 +285,40 @@ def test_uci_errors(tmp_path, overrides, split, error, match):
     folder = write_uci(tmp_path / "bad", uci_files(overrides))
     with pytest.raises(error, match=match):
         load_uci_split(folder, split)
+
+
+def test_uci_split_accepts_numpy_int(tmp_path):
+    folder = write_uci(tmp_path / "ok", uci_files())
+    split = load_uci_split(folder, np.int64(1))
+    assert split.y_test.tolist() == [10.0, 20.0]  # index_test_1.txt holds rows 0 and 1
+
+
+@pytest.mark.parametrize(
+    "name, content, match",
+    [
+        ("data.txt", gzip.compress(DATA_TXT.encode()), "data.txt is not a UTF-8 text file: it is "
+         r"gzipped\? decompress it first"),
+        ("data.txt", b"1 2 3\n4 5 \xe9\n", r"data.txt is not a UTF-8 text file: byte 0xe9 at "
+         "offset 10"),
+        ("index_train_0.txt", "0\n1\n".encode("utf-16"), "index_train_0.txt is not a UTF-8 "
+         "text file: it is UTF-16 encoded"),
+        ("n_splits.txt", b"\xff\n", "n_splits.txt is not a UTF-8 text file"),
+    ],
+    ids=["gzip", "latin-1", "utf-16", "binary"],
+)
+def test_uci_undecodable_files_are_named(tmp_path, name, content, match):
+    folder = write_uci(tmp_path / "bad", uci_files())
+    (folder / name).write_bytes(content)
+    with pytest.raises(ValueError, match=match):
+        load_uci_split(folder, 0)
+
+
+def test_uci_reads_files_with_a_utf8_bom(tmp_path):
+    folder = write_uci(tmp_path / "bom", uci_files())
+    for name in ("data.txt", "index_features.txt", "index_train_0.txt"):
+        (folder / name).write_bytes(b"\xef\xbb\xbf" + (folder / name).read_bytes())
+    split = load_uci_split(folder, 0)
+    assert split.x_train[0].tolist() == [1.0, 2.0] and split.y_train.tolist() == [10.0, 20.0, 30.0]
 
 
 def test_uci_missing_folder(tmp_path):
@@ -354,6 +442,8 @@ def test_fashion_mnist_errors(tmp_path, fake_mnist):
         load_fashion_mnist(tmp_path / "missing")
     with pytest.raises(ValueError, match="split must be 'train' or 'test', got 'val'"):
         load_fashion_mnist(fake_mnist, split="val")
+    with pytest.raises(ValueError, match=r"split must be 'train' or 'test', got \['train'\]"):
+        load_fashion_mnist(fake_mnist, split=["train"])
     (fake_mnist / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(
         FileNotFoundError, match="neither t10k-labels-idx1-ubyte.gz nor t10k-labels-idx1-ubyte"
@@ -364,6 +454,33 @@ def test_fashion_mnist_errors(tmp_path, fake_mnist):
         load_fashion_mnist(fake_mnist, split="test")
 
 
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        (np.array([1, 200], np.uint8), r"labels must be class numbers 0..9, found values from 1 "
+         "to 200"),
+        (np.array([-1, 3], np.int32), "labels must be class numbers 0..9, found values from -1"),
+        (np.array([1.0, 2.0], np.float32), "labels must be integers, got torch.float32"),
+    ],
+)
+def test_fashion_mnist_bad_labels(fake_mnist, labels, match):
+    write_idx(fake_mnist / "t10k-labels-idx1-ubyte", labels)
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte: " + match):
+        load_fashion_mnist(fake_mnist, split="test")
+
+
+def test_fashion_mnist_nan_images(fake_mnist):
+    write_idx(fake_mnist / "t10k-images-idx3-ubyte", np.full((2, 2, 2), np.nan, np.float32))
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte: images contain NaN"):
+        load_fashion_mnist(fake_mnist, split="test")
+
+
+def test_fashion_mnist_root_expands_user(fake_mnist, monkeypatch):
+    monkeypatch.setenv("HOME", str(fake_mnist.parent))
+    data = load_fashion_mnist(f"~/{fake_mnist.name}", split="test")
+    assert data.labels.tolist() == [1, 2]
+
+
 def test_real_fashion_mnist_test_set():
     data = load_fashion_mnist(DEFAULT_FASHION_MNIST_ROOT, split="test")
     assert data.images.shape == (10000, 784) and data.images.dtype == torch.float32
@@ -371,3 +488,32 @@ def test_real_fashion_mnist_test_set():
     assert data.labels.dtype == torch.int64
     assert torch.bincount(data.labels).tolist() == [1000] * 10  # balanced classes 0..9
     assert load_fashion_mnist(split="test").labels.equal(data.labels)  # root=None → default
+
+
+# --------------------------------------------------------------------------- mushroom text files
+
+MUSHROOM_ROW = "p,x,s,n,t,p,f,c,n,k,e,e,s,s,w,w,p,w,o,p,k,s,u\n"
+
+
+def test_mushroom_reads_a_utf8_bom(tmp_path):
+    path = tmp_path / "bom.data"
+    path.write_bytes(b"\xef\xbb\xbf" + (MUSHROOM_ROW + MUSHROOM_ROW.replace("p", "e", 1)).encode())
+    data = load_mushroom(path)
+    assert data.edible.tolist() == [False, True]
+    assert data.features.sum(1).tolist() == [22.0, 22.0]
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (gzip.compress(MUSHROOM_ROW.encode()), r"it is gzipped\? decompress it first"),
+        (MUSHROOM_ROW.encode("utf-16"), "it is UTF-16 encoded; save it as UTF-8"),
+        (MUSHROOM_ROW.encode()[:-3] + b"\xe9\n", "byte 0xe9 at offset 43 is not UTF-8"),
+    ],
+    ids=["gzip", "utf-16", "latin-1"],
+)
+def test_mushroom_undecodable_file_is_named(tmp_path, content, match):
+    path = tmp_path / "agaricus-lepiota.data"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="lepiota.data is not a UTF-8 text file: " + match):
+        load_mushroom(path)

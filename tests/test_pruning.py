@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hypothesis import given, settings
@@ -281,3 +283,150 @@ def test_figures(tmp_path):
     assert list(line.get_xdata()) == pytest.approx([1.0, 0.5, 0.05])
     assert list(line.get_ydata()) == pytest.approx([10.0, 10.0, 12.0])
     assert pruning_plots.save_figure(fig, tmp_path / "curve.png").stat().st_size > 1000
+
+
+# --------------------------------------------------------------------------- bad guides and inputs
+
+
+def _diverged(param: str, value: float):
+    """A guide whose first weight matrix holds one non-finite μ or ρ entry."""
+    model, guide = _random_guide()
+    with torch.no_grad():
+        getattr(guide, param)["layer0__weight"][0, 0] = value
+    return model, guide
+
+
+@pytest.mark.parametrize(
+    "param, value, what",
+    [("loc", math.nan, "NaN"), ("rho", math.nan, "NaN"), ("loc", math.inf, "infinite values"),
+     ("rho", -math.inf, "infinite values")],
+)
+def test_non_finite_guide_is_refused_everywhere(param, value, what):
+    model, guide = _diverged(param, value)
+    match = rf"guide parameters of layer0.weight contain {what} \(diverged fit\?\)"
+    calls = [
+        lambda: pruning.prune(guide, 0.5),
+        lambda: pruning.snr_threshold(guide, 0.5),
+        lambda: pruning.log_snr_histogram(guide),
+        lambda: pruning.log10_snr(guide),
+        lambda: pruning.pruning_curve(model, guide, torch.randn(4, 6),
+                                      torch.zeros(4, dtype=torch.long), [0.5], num_samples=2),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+def test_wrong_kind_of_guide_is_named():
+    model, guide = _random_guide()
+    with pytest.raises(TypeError, match=r"prune expects a MeanFieldGuide, got BayesianMLP "
+                       r"\(arguments swapped\?\)"):
+        pruning.prune(model, 0.5)
+    with pytest.raises(TypeError, match="memory_footprint expects a MeanFieldGuide, got NoneType"):
+        pruning.memory_footprint(None)
+    with pytest.raises(TypeError, match="pruned_masks expects a MeanFieldGuide, got dict"):
+        pruning.pruned_masks(guide.locs())
+    with pytest.raises(TypeError, match="pruning_curve expects a MeanFieldGuide, got BayesianMLP"):
+        pruning.pruning_curve(guide, model, torch.randn(4, 6), torch.zeros(4, dtype=torch.long))
+
+
+def test_log_snr_histogram_accepts_numpy_and_lists():
+    values = [-1.0, 0.0, 0.5, 2.0]
+    expected = pruning.log_snr_histogram(torch.tensor(values), bins=3)
+    for data in (np.array(values), values, tuple(values)):
+        hist = pruning.log_snr_histogram(data, bins=np.int64(3))
+        assert torch.equal(hist.density, expected.density) and hist.num_weights == 4
+    assert expected.cdf.tolist() == [0.25, 0.5, 0.75, 1.0]  # edges -1, 0, 1, 2
+
+
+@pytest.mark.parametrize(
+    "values, kwargs, error, match",
+    [
+        ({"a": 1.0}, {}, TypeError, "expects a MeanFieldGuide or log10 SNR values"),
+        (["x", "y"], {}, ValueError, "the values given are not numbers"),
+        ([0.1, math.nan], {}, ValueError, "log10 SNR values contain NaN or infinite"),
+        ([], {}, ValueError, "no log10 SNR values"),
+        ([0.1, 0.2], {"bins": 2.0}, ValueError, "bins must be a positive int, got 2.0"),
+        ([0.1, 0.2], {"bins": 0}, ValueError, "bins must be a positive int, got 0"),
+        ([0.1, 0.2], {"value_range": (2, -2)}, ValueError, r"finite low < high, got \(2, -2\)"),
+        ([0.1, 0.2], {"value_range": (math.nan, 1)}, ValueError, "finite low < high, got"),
+        ([0.1, 0.2], {"value_range": 1.0}, ValueError, "value_range must be"),
+    ],
+)
+def test_log_snr_histogram_bad_input(values, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        pruning.log_snr_histogram(values, **kwargs)
+
+
+@pytest.mark.parametrize("proportions", [0.5, "0.5", None])
+def test_pruning_curve_proportions_must_be_a_list(proportions):
+    model, guide = _random_guide()
+    with pytest.raises(ValueError, match=r"proportions must be a list of numbers, e\.g\. \[0\.5\]"):
+        pruning.pruning_curve(model, guide, torch.randn(4, 6), torch.zeros(4, dtype=torch.long),
+                              proportions, num_samples=2)
+
+
+def test_prune_entries_accepts_numpy_and_list_masks_but_not_floats():
+    _, guide = _random_guide()
+    mask = np.zeros((12, 6), dtype=bool)
+    mask[0, :2] = True
+    for data in (mask, mask.tolist()):
+        masks = pruning.pruned_masks(pruning.prune_entries(guide, {"layer0.weight": data}))
+        assert masks["layer0.weight"].nonzero().tolist() == [[0, 0], [0, 1]]
+    with pytest.raises(ValueError, match="mask for 'layer0.weight' must be boolean"):
+        pruning.prune_entries(guide, {"layer0.weight": torch.ones(12, 6)})
+    with pytest.raises(TypeError, match="masks must be a dict"):
+        pruning.prune_entries(guide, [mask])
+
+
+# --------------------------------------------------------------------------- bad figure input
+
+
+def _curve_rows():
+    return [{"proportion": p, "error": e, "dense_bytes": 800, "sparse_bytes": s}
+            for p, e, s in ((0.0, 0.1, 800), (0.5, 0.1, 600), (0.95, 0.12, 100))]
+
+
+def test_pruning_curve_figure_accepts_a_dataframe():
+    from pyro_bbb import pruning_plots
+
+    fig = pruning_plots.pruning_curve_figure(pd.DataFrame(_curve_rows()))
+    assert list(fig.axes[0].get_lines()[-1].get_ydata()) == pytest.approx([10.0, 10.0, 12.0])
+
+
+@pytest.mark.parametrize(
+    "rows, kwargs, error, match",
+    [
+        ([{"proportion": 0.0, "error": 0.1}], {}, ValueError,
+         r"row 0 lacks \['dense_bytes', 'sparse_bytes'\]"),
+        ([dict(_curve_rows()[0], error=math.nan)], {}, ValueError,
+         "row 0 has non-finite or non-numeric error=nan"),
+        ([dict(_curve_rows()[0], dense_bytes="800")], {}, ValueError, "dense_bytes='800'"),
+        ([dict(_curve_rows()[0], proportion=1.0)], {}, ValueError, r"proportion must be in \[0"),
+        ([], {}, ValueError, "no rows to plot"),
+        (_curve_rows()[0], {}, TypeError, "rows must be a list of dicts"),
+        ([(0.0, 0.1)], {}, TypeError, "row 0 is a tuple, not a dict"),
+        (_curve_rows(), {"target_drop": math.nan}, ValueError, "target_drop must be a finite"),
+    ],
+)
+def test_pruning_curve_figure_bad_rows(rows, kwargs, error, match):
+    from pyro_bbb import pruning_plots
+
+    with pytest.raises(error, match=match):
+        pruning_plots.pruning_curve_figure(rows, **kwargs)
+
+
+def test_snr_histogram_figure_bad_input():
+    from pyro_bbb import pruning_plots
+
+    _, guide = _random_guide()
+    hist = pruning.log_snr_histogram(guide, bins=10)
+    with pytest.raises(TypeError, match="expects an SNRHistogram .* got MeanFieldGuide"):
+        pruning_plots.snr_histogram_figure(guide)
+    with pytest.raises(TypeError, match="thresholds must be a dict"):
+        pruning_plots.snr_histogram_figure(hist, [0.5, 1.0])
+    for bad in (math.nan, math.inf, -1.0):
+        with pytest.raises(ValueError, match=r"thresholds\[0.5\] is .*; expected a finite SNR"):
+            pruning_plots.snr_histogram_figure(hist, {0.5: bad})
+    fig = pruning_plots.snr_histogram_figure(hist, {0.0: 0.0})  # SNR 0: no line to draw
+    assert fig.axes[0].get_legend() is None and len(fig.axes[0].get_lines()) == 0

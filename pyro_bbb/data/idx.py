@@ -99,24 +99,35 @@ def load_fashion_mnist(
     """Fashion-MNIST (or MNIST: same file names) from ``root``.
 
     Images are float32, divided by 255 into [0, 1] when ``scale``, of shape (N, 784) when
-    ``flatten`` else (N, 28, 28); labels are int64.
+    ``flatten`` else (N, 28, 28); labels are int64 in 0..9 (checked, as is that the images are
+    finite). ``root`` may start with ``~``.
     """
-    if split not in _PREFIX:
+    if not isinstance(split, str) or split not in _PREFIX:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    root = DEFAULT_FASHION_MNIST_ROOT if root is None else Path(root)
+    root = DEFAULT_FASHION_MNIST_ROOT if root is None else Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
             f"Fashion-MNIST directory not found: {root}; on Debian/Ubuntu "
             f"`apt-get install dataset-fashion-mnist` installs it in {DEFAULT_FASHION_MNIST_ROOT}"
         )
     prefix = _PREFIX[split]
-    images = read_idx(_find(root, f"{prefix}-images-idx3-ubyte"))
-    labels = read_idx(_find(root, f"{prefix}-labels-idx1-ubyte"))
+    images_path = _find(root, f"{prefix}-images-idx3-ubyte")
+    images = read_idx(images_path)
+    labels_path = _find(root, f"{prefix}-labels-idx1-ubyte")
+    labels = read_idx(labels_path)
     if images.dim() != 3 or labels.dim() != 1 or images.shape[0] != labels.shape[0]:
         raise ValueError(
             f"{root}: images {tuple(images.shape)} and labels {tuple(labels.shape)} do not match "
             "(expected (N, H, W) and (N,))"
         )
+    if labels.is_floating_point():
+        raise ValueError(f"{labels_path}: labels must be integers, got {labels.dtype}")
+    classes = len(FASHION_MNIST_CLASSES)
+    if labels.numel() and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"{labels_path}: labels must be class numbers 0..{classes - 1}, found "
+                         f"values from {int(labels.min())} to {int(labels.max())}")
+    if images.is_floating_point() and not bool(torch.isfinite(images).all()):
+        raise ValueError(f"{images_path}: images contain NaN or infinite values")
     images = images.float()
     if scale:
         images = images / 255.0

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from ._text import read_text
+
 __all__ = [
     "MUSHROOM_ATTRIBUTES",
     "MUSHROOM_FEATURE_NAMES",
@@ -102,8 +104,8 @@ def load_mushroom(path: PathLike) -> MushroomData:
     """Read ``agaricus-lepiota.data`` at ``path`` and one-hot encode it (see the module doc).
 
     Blank lines are skipped. Raises FileNotFoundError for a missing file and ValueError, naming
-    the file and line, for a wrong number of columns, a class other than ``e``/``p``, or an
-    attribute value outside the documented set.
+    the file (and line), for a file that is not UTF-8 text (e.g. gzipped), a wrong number of
+    columns, a class other than ``e``/``p``, or an attribute value outside the documented set.
     """
     path = Path(path)
     if not path.is_file():
@@ -111,7 +113,7 @@ def load_mushroom(path: PathLike) -> MushroomData:
                                 "agaricus-lepiota.data, e.g. ../shared/data/mushroom/)")
     rows: list[list[int]] = []
     edible: list[bool] = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         fields = [f.strip() for f in line.split(",")]

@@ -9,9 +9,12 @@ f(x) = x + 0.3 sin(2πx) + 0.3 sin(4πx) (:func:`toy_regression_truth`).
 from __future__ import annotations
 
 import math
+from numbers import Real
 from typing import NamedTuple
 
 import torch
+
+from ..inputs import as_int
 
 __all__ = [
     "ToyRegression",
@@ -34,14 +37,25 @@ def toy_regression_truth(x: torch.Tensor) -> torch.Tensor:
     return x + 0.3 * torch.sin(2 * math.pi * x) + 0.3 * torch.sin(4 * math.pi * x)
 
 
-def _check(num_points: int, x_range: tuple[float, float], noise_std: float) -> None:
-    if num_points < 1:
-        raise ValueError(f"num_points must be at least 1, got {num_points}")
-    low, high = x_range
+def _check(num_points, x_range, noise_std) -> tuple[int, float, float, float]:
+    """(num_points, low, high, noise_std) checked: a positive int, finite low < high, a finite
+    noise_std >= 0."""
+    num_points = as_int(num_points, "num_points")
+    pair = tuple(x_range) if isinstance(x_range, (tuple, list)) else ()
+    if len(pair) != 2 or not all(_is_finite(v) for v in pair):
+        raise ValueError(f"x_range must be (low, high) of two finite numbers, got {x_range!r}")
+    low, high = float(pair[0]), float(pair[1])
     if not low < high:
         raise ValueError(f"x_range must satisfy low < high, got {x_range}")
+    if not _is_finite(noise_std):
+        raise ValueError(f"noise_std must be a finite number, got {noise_std!r}")
     if noise_std < 0:
         raise ValueError(f"noise_std must be non-negative, got {noise_std}")
+    return num_points, low, high, float(noise_std)
+
+
+def _is_finite(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _observe(x: torch.Tensor, noise_std: float, generator: torch.Generator) -> ToyRegression:
@@ -61,9 +75,8 @@ def toy_regression(
 
     Seeded by a local ``torch.Generator``; the global RNG is untouched.
     """
-    _check(num_points, x_range, noise_std)
-    generator = torch.Generator().manual_seed(seed)
-    low, high = x_range
+    num_points, low, high, noise_std = _check(num_points, x_range, noise_std)
+    generator = torch.Generator().manual_seed(as_int(seed, "seed", minimum=0))
     u = torch.rand(num_points, generator=generator, dtype=torch.float64)
     return _observe((low + (high - low) * u).sort().values, noise_std, generator)
 
@@ -79,7 +92,7 @@ def toy_regression_heldout(
     With the default ``noise_std=0`` the targets lie on the true curve f; pass ``noise_std=0.02``
     to draw fresh observations y = f(x + ε) for predictive-interval coverage checks.
     """
-    _check(num_points, x_range, noise_std)
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.linspace(*x_range, num_points, dtype=torch.float64)
+    num_points, low, high, noise_std = _check(num_points, x_range, noise_std)
+    generator = torch.Generator().manual_seed(as_int(seed, "seed", minimum=0))
+    x = torch.linspace(low, high, num_points, dtype=torch.float64)
     return _observe(x, noise_std, generator)

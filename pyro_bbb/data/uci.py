@@ -17,6 +17,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..inputs import _to_tensor, as_int
+from ._text import read_text
+
 __all__ = [
     "Standardizer",
     "UCIProtocol",
@@ -66,7 +69,7 @@ def _file(folder: Path, name: str) -> Path:
 
 def _tokens(path: Path) -> list[tuple[int, list[str]]]:
     """(1-based line number, whitespace-separated tokens) of every non-blank line."""
-    lines = path.read_text().splitlines()
+    lines = read_text(path).splitlines()
     return [(n, line.split()) for n, line in enumerate(lines, start=1) if line.strip()]
 
 
@@ -74,6 +77,10 @@ def _number(token: str, path: Path, line: int) -> float:
     try:
         value = float(token)
     except ValueError:
+        for sep, name in ((",", "commas"), (";", "semicolons")):
+            if sep in token:
+                raise ValueError(f"{path.name} line {line}: values are separated by {name}; "
+                                 "expected whitespace-separated numbers") from None
         value = float("nan")
     if not np.isfinite(value):
         raise ValueError(f"{path.name} line {line}: {token!r} is not a finite number")
@@ -105,12 +112,13 @@ def _read_ints(path: Path) -> list[int]:
 
 def _read_indices(path: Path, upper: int, what: str) -> np.ndarray:
     """0-based indices in [0, upper), non-empty and without duplicates."""
-    index = np.array(_read_ints(path), dtype=np.int64)
-    if index.size == 0:
+    values = _read_ints(path)
+    if not values:
         raise ValueError(f"{path.name} is empty")
-    bad = index[(index < 0) | (index >= upper)]
-    if bad.size:
+    bad = [v for v in values if not 0 <= v < upper]
+    if bad:
         raise ValueError(f"{path.name}: {what} index {bad[0]} out of range [0, {upper})")
+    index = np.array(values, dtype=np.int64)
     values, counts = np.unique(index, return_counts=True)
     if (counts > 1).any():
         raise ValueError(f"{path.name}: duplicated {what} index {values[counts > 1][0]}")
@@ -160,8 +168,9 @@ def uci_protocol(folder: PathLike) -> UCIProtocol:
 def load_uci_split(folder: PathLike, split: int) -> UCISplit:
     """Load split ``split`` of a UCI folder, in original (unstandardised) units."""
     path = _folder(folder)
+    split = as_int(split, "split", minimum=0)
     total = num_splits(path)
-    if not 0 <= split < total:
+    if not split < total:
         raise ValueError(f"split {split} out of range [0, {total}) for {path}")
     data = _read_matrix(_file(path, "data.txt"))
     rows, cols = data.shape
@@ -187,6 +196,12 @@ def load_uci_split(folder: PathLike, split: int) -> UCISplit:
     return UCISplit(x[train_t], y[train_t], x[test_t], y[test_t])
 
 
+def _float_tensor(data, name: str) -> torch.Tensor:
+    """``data`` (tensor, numpy array, list) as a floating tensor, or ValueError naming it."""
+    tensor = _to_tensor(data, name)
+    return tensor if tensor.is_floating_point() else tensor.to(torch.get_default_dtype())
+
+
 @dataclass(frozen=True)
 class Standardizer:
     """Affine maps x ↦ (x − μ_x)/σ_x and y ↦ (y − μ_y)/σ_y fitted on training data.
@@ -203,9 +218,18 @@ class Standardizer:
 
     @classmethod
     def fit(cls, x: torch.Tensor, y: torch.Tensor) -> Standardizer:
-        """Fit on features (n, d) and targets (n,)."""
+        """Fit on features (n, d) and targets (n,): tensors or numpy arrays, finite values."""
+        x, y = _float_tensor(x, "x"), _float_tensor(y, "y")
+        if x.dim() != 2 or y.dim() != 1:
+            raise ValueError(f"Standardizer.fit expects x of shape (n, d) and y of shape (n,), "
+                             f"got {tuple(x.shape)} and {tuple(y.shape)}")
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
         if x.shape[0] == 0:
             raise ValueError("cannot fit a Standardizer on zero examples")
+        for name, t in (("x", x), ("y", y)):
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{name} contains NaN or infinite values")
 
         def moments(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             t64 = t.double()
@@ -215,6 +239,11 @@ class Standardizer:
         return cls(*moments(x), *moments(y))
 
     def transform_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(x − μ_x)/σ_x for features (n, d) with the d fitted on."""
+        x = _float_tensor(x, "x")
+        if x.dim() == 0 or x.shape[-1] != self.x_mean.shape[-1]:
+            raise ValueError(f"x has shape {tuple(x.shape)}, but the Standardizer was fitted on "
+                             f"{self.x_mean.shape[-1]} features")
         return (x - self.x_mean) / self.x_std
 
     def transform_target(self, y: torch.Tensor) -> torch.Tensor:
