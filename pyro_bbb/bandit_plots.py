@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from .plots import _np, _pyplot, save_figure
+from .inputs import as_int
+from .plots import _np, _numbers, _pyplot, save_figure
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -43,7 +44,7 @@ def _as_runs(name: str, values, length: int) -> np.ndarray:
     """``values`` as a (seeds, length) float array: one curve (length,) or several."""
     if hasattr(values, "detach"):
         values = values.detach().cpu()
-    runs = np.asarray(values, dtype=float)
+    runs = _numbers(values, f"curves[{name!r}]")
     if runs.ndim == 1:
         runs = runs[None]
     if runs.ndim != 2 or runs.shape[0] == 0:
@@ -133,6 +134,22 @@ def regret_curve_figure(
     return fig
 
 
+def _flags(values, name: str) -> np.ndarray:
+    """``values`` as a flat bool array: booleans or 0/1 numbers, anything else refused."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu()
+    flags = np.asarray(values).reshape(-1)
+    if flags.dtype == bool:
+        return flags
+    if not np.issubdtype(flags.dtype, np.number):
+        raise ValueError(f"{name} must hold booleans (or 0/1), got dtype {flags.dtype}; e.g. "
+                         "for 'e'/'p' labels pass labels == 'e'")
+    if not np.isin(flags, (0, 1)).all():
+        others = np.unique(flags[~np.isin(flags, (0, 1))])[:3].tolist()
+        raise ValueError(f"{name} must hold booleans (or 0/1), got values such as {others}")
+    return flags.astype(bool)
+
+
 class _Played(Protocol):
     """What ``action_rate_figure`` reads from a ``pyro_bbb.bandits.BanditRun``."""
 
@@ -152,16 +169,22 @@ def binned_eat_rates(runs: Sequence[_Played], bins: int = 20
     """
     if not runs:
         raise ValueError("no runs")
-    actions = [np.asarray(run.actions).reshape(-1) for run in runs]
-    edible = [np.asarray(run.edible, dtype=bool).reshape(-1) for run in runs]
+    if not all(hasattr(run, "actions") and hasattr(run, "edible") for run in runs):
+        raise ValueError("runs must be BanditRun-like objects with .actions and .edible, got "
+                         f"{[type(run).__name__ for run in runs][:3]}")
+    bins = as_int(bins, "bins")
+    actions = [_flags(run.actions, "actions (1 = eat, 0 = pass)") for run in runs]
+    edible = [_flags(run.edible, "edible") for run in runs]
     length = actions[0].size
     if any(a.size != length or e.size != length for a, e in zip(actions, edible, strict=True)):
         raise ValueError("runs must have the same number of steps, with one label per action; "
                          f"got {[a.size for a in actions]} actions, {[e.size for e in edible]} "
                          "labels")
+    if not length:
+        raise ValueError("the runs have no steps")
     if not 1 <= bins <= length:
         raise ValueError(f"bins must lie in [1, {length}] (the number of steps), got {bins}")
-    eat = np.stack(actions) == 1
+    eat = np.stack(actions)
     edible_all = np.stack(edible)
     edges = np.linspace(0, length, bins + 1).round().astype(int)
     rates = np.full((2, bins), np.nan)
@@ -235,12 +258,11 @@ def eat_probability_figure(p_eat, edible, *, title: str | None = None, bins: int
     """Histogram (log count) of P(eat | x) under a Thompson agent's posterior over the mushrooms,
     edible and poisonous apart (``ThompsonAgent.eat_probability``): a finished learner puts the
     edible ones at 1 and the poisonous ones at 0; mass in between is what it still explores."""
-    p_eat, edible = _np(p_eat), np.asarray(_np(edible), dtype=bool)
+    p_eat, edible = _np(p_eat), _flags(edible, "edible")
     if p_eat.shape != edible.shape or p_eat.size == 0:
         raise ValueError(f"p_eat and edible must be non-empty and of one length, got "
                          f"{p_eat.size} and {edible.size}")
-    if bins < 1:
-        raise ValueError(f"bins must be positive, got {bins}")
+    bins = as_int(bins, "bins")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.2))
     edges = np.linspace(0, 1, bins + 1)

@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from .compare import PARETO_K_THRESHOLD
-from .plots import _np, _pyplot, _shade_training_range, save_figure
+from .inputs import as_int
+from .plots import _inputs_1d, _np, _numbers, _pyplot, _shade_training_range, save_figure
 
 if TYPE_CHECKING:
     import arviz
@@ -59,6 +58,7 @@ def ppc_figure(idata: arviz.InferenceData, *, num_pp_samples: int = 50,
     """``az.plot_ppc``: prior predictive (cumulative; only when ``idata`` has that group) beside
     the posterior predictive, each against the observed targets."""
     az, plt = _az(), _pyplot()
+    num_pp_samples = as_int(num_pp_samples, "num_pp_samples")
     prior = "prior_predictive" in idata.groups()
     fig, axes = plt.subplots(1, 2 if prior else 1, figsize=(10 if prior else 5.5, 3.4),
                              squeeze=False)
@@ -82,9 +82,13 @@ def posterior_figure(idata: arviz.InferenceData, model, *, max_outputs: int = 2,
     """``az.plot_posterior`` of the output layer's first ``max_outputs`` biases and their weights
     from the first ``max_inputs`` hidden units (at most max_outputs·(1 + max_inputs) panels)."""
     az = _az()
+    max_outputs, max_inputs = as_int(max_outputs, "max_outputs"), as_int(max_inputs, "max_inputs")
     last = model.num_layers - 1
     post = idata.posterior
     out_dim, in_dim = f"layer{last}_out", f"layer{last}_in"
+    if out_dim not in post.sizes or in_dim not in post.sizes:
+        raise ValueError(f"idata has no output-layer dims {out_dim!r}, {in_dim!r}: was it made by "
+                         "diagnostics.to_inference_data for this model?")
     coords = {out_dim: list(range(min(max_outputs, post.sizes[out_dim]))),
               in_dim: list(range(min(max_inputs, post.sizes[in_dim])))}
     panels = len(coords[out_dim]) * (1 + len(coords[in_dim]))
@@ -116,11 +120,18 @@ def khat_figure(elpd: ELPDData, x=None, *, title: str | None = None) -> Figure:
     """``az.plot_khat`` of a PSIS-LOO result (``az.loo(..., pointwise=True)``); with 1-D inputs
     ``x`` (the points LOO was computed on) a second panel shows k against x."""
     az, plt = _az(), _pyplot()
+    if getattr(elpd, "pareto_k", None) is None:
+        raise ValueError("khat_figure needs a pointwise PSIS-LOO result, "
+                         f"az.loo(..., pointwise=True); got {type(elpd).__name__}")
     xs = None
     if x is not None:
-        x = torch.as_tensor(x)
-        if x.dim() == 1 or x.shape[-1] == 1:
-            xs = _np(x)
+        x = _numbers(x, "x")
+        count = _np(elpd.pareto_k.values).size
+        if x.ndim == 0 or len(x) != count:
+            raise ValueError(f"x has {len(x) if x.ndim else 0} points but the LOO result has "
+                             f"{count}; pass the inputs LOO was computed on")
+        if x.ndim == 1 or (x.ndim == 2 and x.shape[1] == 1):
+            xs = _inputs_1d(x, "x")
     fig, axes = plt.subplots(1, 2 if xs is not None else 1,
                              figsize=(10 if xs is not None else 5.5, 3.4), squeeze=False)
     axes = list(axes.flat)
@@ -143,20 +154,34 @@ def function_space_rhat_figure(summaries: Mapping[str, FunctionSpaceSummary] | F
     """R-hat of the prediction at each input (``function_space_summary(...).table["r_hat"]``),
     one line per method; against x for 1-D inputs (training range shaded when ``x_train`` is
     given), else against the input index (classification: the largest R-hat over classes)."""
-    plt = _pyplot()
     if not isinstance(summaries, Mapping):
         summaries = {"": summaries}
-    x = torch.as_tensor(x)
-    one_d = x.dim() == 1 or x.shape[-1] == 1
+    x = _numbers(x, "x")
+    if x.ndim == 0 or not len(x):
+        raise ValueError(f"x must hold the inputs of the summaries, got shape {x.shape}")
+    one_d = x.ndim == 1 or (x.ndim == 2 and x.shape[1] == 1)
     n = x.shape[0]
-    xs = _np(x) if one_d else None
+    xs = _inputs_1d(x, "x") if one_d else None
     order = xs.argsort() if one_d else None
+    if one_d and x_train is not None:
+        x_train = _inputs_1d(x_train, "x_train")
+    values = {}
+    for name, summary in summaries.items():
+        table = getattr(summary, "table", None)
+        if table is None or "r_hat" not in table:
+            raise ValueError(f"summaries[{name!r}] is not a FunctionSpaceSummary "
+                             "(diagnostics.function_space_summary)")
+        count = _num_inputs(table)
+        if count != n:
+            raise ValueError(f"summaries[{name!r}] covers {count} inputs but x has {n}; pass the "
+                             "inputs it was computed at")
+        r_hat = table["r_hat"].to_numpy(dtype=float)
+        values[name] = r_hat.reshape(n, -1).max(1)  # classification: the worst class per input
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     if one_d and x_train is not None:
         _shade_training_range(ax, x_train)
-    for name, summary in summaries.items():
-        r_hat = summary.table["r_hat"].to_numpy(dtype=float)
-        r_hat = r_hat.reshape(n, -1).max(1)  # classification: the worst class per input
+    for name, r_hat in values.items():
         if one_d:
             ax.plot(xs[order], r_hat[order], marker=".", label=name or None)
         else:
@@ -170,10 +195,18 @@ def function_space_rhat_figure(summaries: Mapping[str, FunctionSpaceSummary] | F
     return fig
 
 
+def _num_inputs(table) -> int:
+    """How many inputs a function-space table covers: its rows are f[n] or probs[n, c]."""
+    return len({str(label).split("[")[-1].split(",")[0] for label in table.index})
+
+
 def loo_compare_figure(table: pandas.DataFrame, *, title: str | None = None) -> Figure:
     """``az.plot_compare`` of an ``az.compare`` table (e.g. ``Comparison.loo``): elpd_loo ± se
     per method, best on top, and each method's difference to the best ± dse."""
     az = _az()
+    if not hasattr(table, "columns") or not len(table):
+        raise ValueError("table must be a non-empty az.compare DataFrame (e.g. Comparison.loo), "
+                         f"got {type(table).__name__}")
     height = 1.2 + 0.45 * len(table)
     ax = az.plot_compare(table, figsize=(7, height), textsize=9)
     fig = ax.get_figure()
@@ -204,9 +237,15 @@ def diagnostic_figures(model, draws, x, y, out_dir: str | os.PathLike, *,
     from .diagnostics import to_inference_data
 
     az = _az()
+    if y is None:
+        raise ValueError("diagnostic_figures needs the training targets y")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir {out} is a file, not a folder")
     idata = to_inference_data(model, draws, x, y, prior_draws=prior_draws, seed=seed)
+    if idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"] < 2:
+        raise ValueError("PSIS-LOO needs at least 2 posterior draws, got 1")
+    out.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto",
                                 category=UserWarning)

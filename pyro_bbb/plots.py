@@ -9,6 +9,7 @@ Agg backend is selected first, so plotting works without a display.
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -18,11 +19,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .inputs import as_int
 from .likelihoods import ClassificationPrediction, RegressionPrediction
 from .metrics import expected_calibration_error, reliability_curve
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
+
+    from .infer.fit import FitResult
 
 __all__ = [
     "regression_band",
@@ -56,9 +60,47 @@ def _np(values) -> np.ndarray:
     return np.asarray(values, dtype=float).reshape(-1)
 
 
+def _numbers(values, name: str) -> np.ndarray:
+    """``values`` as a float numpy array of its own shape, or ValueError naming ``name``."""
+    if torch.is_tensor(values):
+        values = values.detach().cpu()
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numeric, got {type(values).__name__}") from None
+
+
+def _inputs_1d(x, name: str = "x_grid") -> np.ndarray:
+    """1-D inputs, shape (N,) or (N, 1), as a flat float array: non-empty and finite."""
+    array = _numbers(x, name)
+    if not (array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1)):
+        raise ValueError(f"{name} must be 1-D inputs of shape (N,) or (N, 1), got shape "
+                         f"{array.shape}")
+    array = array.reshape(-1)
+    if not array.size:
+        raise ValueError(f"{name} is empty")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array
+
+
+def _training_points(x, y=None, name: str = "x_train") -> tuple[np.ndarray, np.ndarray | None]:
+    """Training points to draw: 1-D inputs ``x`` (``_inputs_1d``) and, given, one finite target
+    per input, as flat float arrays."""
+    xt = _inputs_1d(x, name)
+    if y is None:
+        return xt, None
+    yt = _numbers(y, "the training targets").reshape(-1)
+    if yt.size != xt.size:
+        raise ValueError(f"the training data has {xt.size} inputs but {yt.size} targets")
+    if not np.isfinite(yt).all():
+        raise ValueError("the training targets contain NaN or infinite values")
+    return xt, yt
+
+
 def _shade_training_range(ax, x_train) -> tuple[float, float]:
     """Shade [min, max] of the 1-D training inputs on ``ax``; return the two edges."""
-    xt = _np(x_train)
+    xt = _inputs_1d(x_train, "x_train")
     lo, hi = float(xt.min()), float(xt.max())
     ax.axvspan(lo, hi, color="0.92", zorder=0, label="training range")
     return lo, hi
@@ -77,14 +119,24 @@ def regression_band(
     ``truth`` (values at ``x_grid`` or a function of x) adds the true curve; the training input
     range is shaded and bounded by dashed vertical lines.
     """
-    plt = _pyplot()
-    xg = _np(x_grid)
+    if not isinstance(prediction, RegressionPrediction):
+        raise ValueError("regression_band needs a RegressionPrediction, got "
+                         f"{type(prediction).__name__}")
+    xg = _inputs_1d(x_grid)
     mean, lower, upper = (_np(getattr(prediction, k)) for k in ("mean", "lower", "upper"))
     if not len(xg) == len(mean) == len(lower) == len(upper):
         raise ValueError(f"x_grid has {len(xg)} points but the prediction has {len(mean)}")
+    xt, yt = _training_points(x_train, y_train)
     order = np.argsort(xg)
     xg, mean, lower, upper = xg[order], mean[order], lower[order], upper[order]
-    xt, yt = _np(x_train), _np(y_train)
+    if truth is not None:
+        values = _numbers(truth(torch.as_tensor(xg)) if callable(truth) else truth,
+                          "truth").reshape(-1)
+        if values.size != len(xg):
+            raise ValueError(f"truth has {values.size} values for the {len(xg)} points of x_grid")
+        if not callable(truth):
+            values = values[order]
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for edge in _shade_training_range(ax, xt):
         ax.axvline(edge, color="0.5", linestyle="--", linewidth=0.8)
@@ -92,8 +144,7 @@ def regression_band(
                     label=f"{prediction.level:.0%} predictive interval")
     ax.plot(xg, mean, color="tab:blue", linewidth=1.8, label="predictive mean")
     if truth is not None:
-        values = truth(torch.as_tensor(xg)) if callable(truth) else _np(truth)[order]
-        ax.plot(xg, _np(values), color="black", linestyle=":", linewidth=1.2, label="true function")
+        ax.plot(xg, values, color="black", linestyle=":", linewidth=1.2, label="true function")
     ax.scatter(xt, yt, s=10, color="tab:red", zorder=3, label="training data")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
@@ -134,24 +185,39 @@ def reliability_diagram(probs, labels, num_bins: int = 15, title: str | None = N
     return fig
 
 
-def training_curves(history: Mapping[str, Sequence[float]]) -> Figure:
+def training_curves(history: Mapping[str, Sequence[float]] | FitResult) -> Figure:
     """The two terms of −ELBO per epoch: expected NLL (left) and complexity cost (right).
 
-    ``history`` is ``FitResult.history_dict()`` (keys epoch, nll, complexity, ...). Each panel
-    shows the per-epoch values and, from 100 epochs on, their moving average over 2% of the run;
-    the y range follows the later 90% of epochs so an early spike does not flatten the curve.
+    ``history`` is a ``FitResult`` or its ``history_dict()`` (keys epoch, nll, complexity, ...).
+    Each panel shows the per-epoch values and, from 100 epochs on, their moving average over 2%
+    of the run; the y range follows the later 90% of epochs so an early spike does not flatten
+    the curve.
     """
+    if hasattr(history, "history_dict"):
+        history = history.history_dict()
+    if not isinstance(history, Mapping):
+        raise ValueError("history must be a FitResult or FitResult.history_dict(), got "
+                         f"{type(history).__name__}")
+    if not history:
+        raise ValueError("history is empty (no epochs)")
     missing = [k for k in ("epoch", "nll", "complexity") if k not in history]
     if missing:
-        raise ValueError(f"history lacks {missing}; pass FitResult.history_dict()")
+        raise ValueError(f"history lacks {missing}; pass a FitResult or its history_dict()")
+    columns = {k: _numbers(history[k], f"history[{k!r}]").reshape(-1)
+               for k in ("epoch", "nll", "complexity")}
+    lengths = {k: v.size for k, v in columns.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"history columns differ in length: {lengths}")
+    if not lengths["epoch"]:
+        raise ValueError("history is empty (no epochs)")
     plt = _pyplot()
-    epochs = _np(history["epoch"]) + 1
+    epochs = columns["epoch"] + 1
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     panels = [(left, "nll", "tab:blue", "data term: E_q[−log p(D|w)]", "expected NLL"),
               (right, "complexity", "tab:orange", "complexity: E_q[log q(w|θ) − log p(w)]",
                "complexity cost (KL)")]
     for ax, key, color, title, label in panels:
-        _curve(ax, epochs, _np(history[key]), color)
+        _curve(ax, epochs, columns[key], color)
         ax.set_title(title)
         ax.set_ylabel(label)
         ax.set_xlabel("epoch")
@@ -311,12 +377,18 @@ def most_uncertain_images(
         raise ValueError(f"images must have shape (N, H, W) or (N, H*W), got {pixels.shape}")
     if len(pixels) != n:
         raise ValueError(f"there are {len(pixels)} images but the prediction has {n} points")
+    num_classes = int(prediction.probs.shape[-1])
     truth = None
     if labels is not None:
-        truth = _np(labels).astype(int)
-        if len(truth) != n:
-            raise ValueError(f"labels has {len(truth)} entries but the prediction has {n} points")
-    num_classes = int(prediction.probs.shape[-1])
+        raw = _numbers(labels, "labels").reshape(-1)
+        if len(raw) != n:
+            raise ValueError(f"labels has {len(raw)} entries but the prediction has {n} points")
+        if not (np.isfinite(raw).all() and (raw == np.round(raw)).all()):
+            raise ValueError("labels must be integer class indices")
+        if raw.size and not 0 <= raw.min() <= raw.max() < num_classes:
+            raise ValueError(f"labels must lie in [0, {num_classes}) for {num_classes} classes, "
+                             f"got values in [{raw.min():g}, {raw.max():g}]")
+        truth = raw.astype(int)
     if class_names is not None and len(class_names) < num_classes:
         raise ValueError(f"class_names has {len(class_names)} names for {num_classes} classes")
     names = list(class_names) if class_names is not None else [str(c) for c in
@@ -325,9 +397,9 @@ def most_uncertain_images(
     values = _uncertainties(prediction)[0][kind]
     predicted = _np(prediction.predicted).astype(int)
     count = len(order)
-    ncols = ncols or min(count, int(np.ceil(np.sqrt(count))))
-    if ncols < 1:
-        raise ValueError(f"ncols must be a positive int, got {ncols!r}")
+    if ncols is None:
+        ncols = min(count, int(np.ceil(np.sqrt(count))))
+    ncols = as_int(ncols, "ncols")
     nrows = int(np.ceil(count / ncols))
     plt = _pyplot()
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.0 * ncols, 2.35 * nrows + 0.4),
@@ -352,8 +424,26 @@ def most_uncertain_images(
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120, close: bool = True) -> Path:
-    """Save ``fig`` (format from the suffix) and, by default, close it to free its memory."""
+    """Save ``fig`` to the file ``path`` and, by default, close it to free its memory.
+
+    The format follows the suffix, which is required (``out/figure.png``, not ``out/figure``);
+    missing parent folders are created. Returns ``path``, the only file written.
+    """
+    if not hasattr(fig, "savefig") or not hasattr(fig, "canvas"):
+        raise ValueError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not dpi > 0:
+        raise ValueError(f"dpi must be a positive number, got {dpi!r}")
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name such as {path / 'figure.png'}")
+    formats = fig.canvas.get_supported_filetypes()
+    if not path.suffix:
+        raise ValueError(f"{path} has no suffix to choose the format; give a file name such as "
+                         f"{path.with_suffix('.png')}")
+    if path.suffix[1:].lower() not in formats:
+        raise ValueError(f"cannot save a figure as {path.suffix!r} ({path}); use one of "
+                         f"{', '.join('.' + f for f in sorted(formats))}")
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     if close:
         _pyplot().close(fig)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .plots import _np, _pyplot
+from .plots import _numbers, _pyplot, _training_points
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -67,6 +67,9 @@ def prior_variants(model, sigmas: Sequence[float] = DEFAULT_PRIOR_SIGMAS) -> dic
     from .distributions import gaussian_prior
     from .model import BayesianMLP
 
+    if isinstance(sigmas, (str, bytes)) or not isinstance(sigmas, (Sequence, np.ndarray)):
+        raise ValueError("sigmas must be a sequence of prior scales such as (0.1, 1.0), got "
+                         f"{sigmas!r}")
     variants = {_prior_label(model.priors): model}
     for sigma in sigmas:
         prior = gaussian_prior(float(sigma))  # ValueError for σ ≤ 0 or non-finite
@@ -111,8 +114,7 @@ def _prior_outputs(model, x: torch.Tensor, num_draws: int, seed: int | None) -> 
 
 
 def _inputs(x, model, label: str) -> torch.Tensor:
-    x = torch.as_tensor(x.detach().cpu() if torch.is_tensor(x) else np.asarray(x),
-                        dtype=torch.get_default_dtype())
+    x = torch.as_tensor(_numbers(x, "inputs"), dtype=torch.get_default_dtype())
     if x.dim() == 1 and model.input_size == 1:
         x = x[:, None]
     if x.dim() != 2 or x.shape[1] != model.input_size or x.shape[0] < 1:
@@ -139,8 +141,7 @@ def prior_function_draws(model, x_grid, num_draws: int = 20, *,
 
 
 def _grid(x_grid) -> torch.Tensor:
-    x = torch.as_tensor(x_grid.detach().cpu() if torch.is_tensor(x_grid) else np.asarray(x_grid),
-                        dtype=torch.get_default_dtype())
+    x = torch.as_tensor(_numbers(x_grid, "x_grid"), dtype=torch.get_default_dtype())
     if x.dim() == 2 and x.shape[1] == 1:
         x = x[:, 0]
     if x.dim() != 1 or x.shape[0] < 2:
@@ -176,6 +177,10 @@ def prior_predictive_functions(
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     x = _grid(x_grid)
+    if data is not None:
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise ValueError("data must be a pair (x, y) of training inputs and targets")
+        data = _training_points(*data, name="data x")
     order = torch.argsort(x)
     tail = (1 - level) / 2
     curves = {}
@@ -193,7 +198,7 @@ def prior_predictive_functions(
                         label=f"central {level:.0%} of f(x)")
         ax.plot(xs, lines.T, color="tab:blue", linewidth=0.8, alpha=0.6)
         if data is not None:
-            ax.scatter(_np(data[0]), _np(data[1]), s=6, color="tab:red", zorder=3,
+            ax.scatter(*data, s=6, color="tab:red", zorder=3,
                        label="training data")
         ax.set_title(f"{label}\nmean band width {float(np.mean(band[1] - band[0])):.3g}",
                      fontsize="medium")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .likelihoods import RegressionPrediction
-from .plots import _np, _pyplot, _shade_training_range
+from .plots import _inputs_1d, _np, _pyplot, _shade_training_range, _training_points
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -63,7 +63,9 @@ def uncertainty_over_x(
     if not isinstance(prediction, RegressionPrediction):
         raise ValueError("uncertainty_over_x needs a RegressionPrediction, got "
                          f"{type(prediction).__name__}")
-    xg = _np(x_grid)
+    xg = _inputs_1d(x_grid)
+    if x_train is not None:
+        x_train = _training_points(x_train)[0]
     curves = {"aleatoric": _np(prediction.aleatoric_std),
               "epistemic": _np(prediction.epistemic_std)}
     if total:
@@ -100,16 +102,34 @@ def chain_predictions(model, draws_by_chain: Mapping[str, torch.Tensor], x, *,
     """
     from .predict import posterior_predictive
 
-    sizes = {v.shape[0] for v in draws_by_chain.values()}
-    if len(sizes) != 1:
-        raise ValueError(f"the sites disagree on the number of chains: {sorted(sizes)}")
-    count = sizes.pop()
+    chains = _per_chain(model, draws_by_chain)
+    count = len(chains)
     labels = [f"chain {c}" for c in range(count)] if labels is None else [str(s) for s in labels]
     if len(labels) != count:
         raise ValueError(f"{len(labels)} labels for {count} chains")
-    return {label: posterior_predictive(model, {k: v[c] for k, v in draws_by_chain.items()}, x,
-                                        level=level)
-            for c, label in enumerate(labels)}
+    return {label: posterior_predictive(model, chain, x, level=level)
+            for chain, label in zip(chains, labels, strict=True)}
+
+
+def _per_chain(model, draws) -> list:
+    """(C, S, ...) draws per site, or a list of C dicts of (S, ...) draws → C dicts of draws."""
+    if isinstance(draws, (list, tuple)) and draws and all(isinstance(d, Mapping) for d in draws):
+        for i, chain in enumerate(draws):
+            if _sample_dims(model, chain) == 2:
+                raise ValueError(f"chain {i} of the list has (chain, draw) dims; each chain of a "
+                                 "list needs (S, ...) draws per site")
+        return list(draws)
+    if not isinstance(draws, Mapping) or not draws:
+        raise ValueError("draws_by_chain must be a dict site → draws of shape (C, S, ...) (e.g. "
+                         "fit_chains(...).draws) or a list of per-chain dicts of (S, ...) draws; "
+                         f"got {type(draws).__name__}")
+    if _sample_dims(model, draws) == 1:
+        raise ValueError("the draws have one sample dim (S, ...) but no chain dim; give "
+                         "(C, S, ...) draws per site or a list of per-chain dicts")
+    sizes = {v.shape[0] for v in draws.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"the sites disagree on the number of chains: {sorted(sizes)}")
+    return [{k: v[c] for k, v in draws.items()} for c in range(sizes.pop())]
 
 
 def seed_bands(
@@ -130,7 +150,11 @@ def seed_bands(
     """
     if not isinstance(predictions, Mapping) or not predictions:
         raise ValueError("predictions must be a non-empty mapping label → RegressionPrediction")
-    xg = _np(x_grid)
+    xg = _inputs_1d(x_grid)
+    if data is not None:
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise ValueError("data must be a pair (x, y) of training inputs and targets")
+        data = _training_points(*data, name="data x")
     order = np.argsort(xg)
     for label, pred in predictions.items():
         if not isinstance(pred, RegressionPrediction):
@@ -138,6 +162,10 @@ def seed_bands(
         if len(_np(pred.mean)) != len(xg):
             raise ValueError(f"x_grid has {len(xg)} points but predictions[{label!r}] has "
                              f"{len(_np(pred.mean))}")
+    if r_hat is not None:
+        values = r_hat.table["r_hat"].to_numpy(dtype=float)
+        if values.size != len(xg):
+            raise ValueError(f"r_hat holds {values.size} values for {len(xg)} grid points")
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2 if r_hat is not None else 1,
                              figsize=(10 if r_hat is not None else 5.5, 3.2), squeeze=False)
@@ -152,9 +180,6 @@ def seed_bands(
     axes[0].set_title("one band per seed")
     axes[0].legend(fontsize=8)
     if r_hat is not None:
-        values = r_hat.table["r_hat"].to_numpy(dtype=float)
-        if values.size != len(xg):
-            raise ValueError(f"r_hat holds {values.size} values for {len(xg)} grid points")
         axes[1].plot(xg[order], values[order])
         if data is not None:
             _shade_training_range(axes[1], data[0])
@@ -167,6 +192,14 @@ def seed_bands(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _sample_dims(model, draws: Mapping) -> int | None:
+    """How many leading dims the draws of the model's first site have beyond its shape."""
+    for name, shape in model.latent_shapes().items():
+        if name in draws:
+            return len(draws[name].shape) - len(shape)
+    return None
 
 
 # ------------------------------------------------------------------------ out of distribution
@@ -188,6 +221,15 @@ def shifted_images(x, *, seed: int = 1) -> dict[str, torch.Tensor]:
     (seeded). Keys: ``test (clean)``, ``rotated 90°``, ``inverted``, ``uniform noise``."""
     x = torch.as_tensor(x).detach().cpu()
     side = _square(x)
+    if not x.is_floating_point():
+        raise ValueError("images must be floats scaled to [0, 1]; got "
+                         f"{str(x.dtype).removeprefix('torch.')} (divide by 255)")
+    if not x.shape[0]:
+        raise ValueError("images is empty (0 images)")
+    low, high = float(x.min()), float(x.max())
+    if not (0 <= low and high <= 1):  # NaN fails too
+        raise ValueError(f"images must be floats scaled to [0, 1]; got values in [{low:g}, "
+                         f"{high:g}]" + (" (divide by 255)" if high > 1 else ""))
     generator = torch.Generator().manual_seed(seed)
     return {
         "test (clean)": x,
@@ -240,6 +282,8 @@ def ood_summary(uncertainties: Mapping[str, Mapping[str, torch.Tensor]], *,
     against the ``reference`` set (default: the first, the clean test images)."""
     if not uncertainties:
         raise ValueError("no input sets")
+    if kind not in OOD_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(OOD_KINDS)}, got {kind!r}")
     reference = next(iter(uncertainties)) if reference is None else reference
     if reference not in uncertainties:
         raise ValueError(f"reference {reference!r} is not one of {list(uncertainties)}")
@@ -267,6 +311,9 @@ def ood_figure(inputs: Mapping[str, torch.Tensor],
     """
     if kind not in OOD_KINDS:
         raise ValueError(f"kind must be one of {', '.join(OOD_KINDS)}, got {kind!r}")
+    if not inputs or not uncertainties:
+        raise ValueError("ood_figure needs at least one input set (the reference) in inputs and "
+                         "uncertainties")
     if list(inputs) != list(uncertainties):
         raise ValueError(f"inputs {list(inputs)} and uncertainties {list(uncertainties)} "
                          "name different sets")

@@ -10,6 +10,14 @@ from pyro_bbb.bandit_plots import (
     save_figure,
 )
 from pyro_bbb.bandits import BanditRun
+from pyro_bbb.plots import _pyplot
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close what a test leaves open: past 20 open figures pyplot warns."""
+    yield
+    _pyplot().close("all")
 
 
 def regret_curves(seeds: int, steps: int, rate: float, seed: int = 0) -> np.ndarray:
@@ -162,3 +170,49 @@ def test_eat_probability_figure(tmp_path):
     assert (tmp_path / "eat.png").read_bytes().startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="one length"):
         eat_probability_figure(p_eat, edible[:3])
+
+
+class _Run:
+    """A run with whatever actions and labels the test gives (BanditRun casts them)."""
+
+    def __init__(self, actions, edible):
+        self.actions, self.edible = np.asarray(actions), np.asarray(edible)
+
+
+def test_edible_flags_accept_0_1_and_refuse_strings():
+    from pyro_bbb.bandit_plots import eat_probability_figure
+
+    actions, edible = [1, 0, 1, 1], [True, False, False, True]
+    as_bool = binned_eat_rates([_Run(actions, edible)], bins=2)
+    as_int = binned_eat_rates([_Run(actions, np.array(edible, dtype=int))], bins=2)
+    np.testing.assert_array_equal(as_int, as_bool)
+    letters = np.array(["e", "p", "p", "e"])
+    for call in (lambda: binned_eat_rates([_Run(actions, letters)], bins=2),
+                 lambda: action_rate_figure({"A": _Run(actions, letters)}, bins=2),
+                 lambda: eat_probability_figure(np.full(4, 0.5), letters)):
+        with pytest.raises(ValueError, match="edible must hold booleans .* got dtype <U1"):
+            call()
+    with pytest.raises(ValueError, match=r"edible must hold booleans .* values such as \[2\]"):
+        binned_eat_rates([_Run(actions, [1, 2, 0, 1])], bins=2)
+    with pytest.raises(ValueError, match=r"actions \(1 = eat, 0 = pass\) must hold booleans"):
+        binned_eat_rates([_Run([1, 0, 3, 1], edible)], bins=2)
+
+
+@pytest.mark.parametrize("runs, bins, message", [
+    ([_Run([1, 0], [True, True])], 2.0, "bins must be a positive int, got 2.0"),
+    ([_Run([1, 0], [True, True])], True, "bins must be a positive int, got True"),
+    ([_Run([], [])], 1, "the runs have no steps"),
+    ({"a": _Run([1], [True])}, 1, "runs must be BanditRun-like objects"),
+])
+def test_binned_eat_rates_bad_input(runs, bins, message):
+    with pytest.raises(ValueError, match=message):
+        binned_eat_rates(runs, bins=bins)
+
+
+def test_eat_probability_figure_bins_and_regret_strings():
+    from pyro_bbb.bandit_plots import eat_probability_figure
+
+    with pytest.raises(ValueError, match="bins must be a positive int, got 2.5"):
+        eat_probability_figure(np.full(4, 0.5), np.ones(4, bool), bins=2.5)
+    with pytest.raises(ValueError, match=r"curves\['A'\] must be numeric"):
+        regret_curve_figure([1, 2, 3], {"A": ["a", "b", "c"]})

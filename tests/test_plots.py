@@ -16,6 +16,13 @@ from pyro_bbb.metrics import reliability_curve
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close what a test leaves open: past 20 open figures pyplot warns."""
+    yield
+    plots._pyplot().close("all")
+
+
 def _band_prediction(x: torch.Tensor) -> RegressionPrediction:
     mean = torch.sin(3 * x)
     std = 0.1 + (x - 0.25).abs()
@@ -462,3 +469,182 @@ def test_prior_class_probabilities_bad_input():
     with pytest.raises(ValueError, match="disagree on the number of classes"):
         prior_plots.prior_class_probabilities({"a": _classifier(1.0),
                                                "b": _classifier(1.0, (3, 2))}, x)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _figure():
+    return plots.training_curves({"epoch": [0, 1], "nll": [2.0, 1.0], "complexity": [3.0, 2.0]})
+
+
+def test_save_figure_creates_missing_folders_and_returns_the_file(tmp_path):
+    path = plots.save_figure(_figure(), tmp_path / "new" / "sub" / "f.png")
+    assert path == tmp_path / "new" / "sub" / "f.png"
+    assert path.read_bytes().startswith(PNG_MAGIC)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("folder", "is a folder; give a file name such as"),
+    ("nosuffix", "has no suffix"),
+    ("notes.csv", "cannot save a figure as '.csv'"),
+])
+def test_save_figure_refuses_paths_it_would_not_write_as_named(tmp_path, name, message):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "notes.csv").write_text("precious")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ValueError, match=message):
+        plots.save_figure(_figure(), tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written beside it
+    assert (tmp_path / "notes.csv").read_text() == "precious"
+    assert not any((tmp_path / "folder").iterdir())
+
+
+@pytest.mark.parametrize("fig, dpi, message", [
+    (None, 120, "fig must be a matplotlib Figure, got NoneType"),
+    ("figure", 120, "fig must be a matplotlib Figure, got str"),
+    (True, 0, "dpi must be a positive number, got 0"),
+])
+def test_save_figure_checks_its_arguments(tmp_path, fig, dpi, message):
+    with pytest.raises(ValueError, match=message):
+        plots.save_figure(_figure() if fig is True else fig, tmp_path / "f.png", dpi=dpi)
+    assert not (tmp_path / "f.png").exists()
+
+
+_GRID = torch.linspace(-0.5, 1.5, 30)
+_X = torch.linspace(0, 1, 20)[:, None]
+_Y = _X[:, 0] ** 2
+
+
+@pytest.mark.parametrize("x, y, grid, truth, message", [
+    (_X, _Y[:5], _GRID, None, "the training data has 20 inputs but 5 targets"),
+    (torch.rand(20, 3), _Y, _GRID, None, r"x_train must be 1-D inputs .* got shape \(20, 3\)"),
+    (_X[:0], _Y[:0], _GRID, None, "x_train is empty"),
+    (torch.full((20, 1), float("nan")), _Y, _GRID, None, "x_train contains NaN"),
+    (_X, torch.full((20,), float("inf")), _GRID, None, "training targets contain NaN"),
+    (_X, _Y, torch.rand(30, 2), None, r"x_grid must be 1-D inputs .* got shape \(30, 2\)"),
+    (_X, _Y, _GRID, torch.zeros(5), "truth has 5 values for the 30 points of x_grid"),
+    (_X, _Y, _GRID, lambda x: 0.0, "truth has 1 values for the 30 points of x_grid"),
+])
+def test_regression_band_checks_training_points_grid_and_truth(x, y, grid, truth, message):
+    import matplotlib.pyplot as plt
+
+    open_figures = plt.get_fignums()
+    with pytest.raises(ValueError, match=message):
+        plots.regression_band(x, y, grid, _band_prediction(_GRID), truth=truth)
+    assert plt.get_fignums() == open_figures  # no half-drawn figure left open
+
+
+def test_training_curves_takes_a_fit_result():
+    from pyro_bbb.infer.fit import EpochRecord, FitResult
+
+    history = [EpochRecord(e, 0.0, 10.0 - e, 1.0 + e, 0.0, 0.1) for e in range(3)]
+    fig = plots.training_curves(FitResult(torch.nn.Module(), history))
+    left, right = fig.axes
+    assert list(left.lines[0].get_ydata()) == [10.0, 9.0, 8.0]
+    assert list(right.lines[0].get_ydata()) == [1.0, 2.0, 3.0]
+    assert list(left.lines[0].get_xdata()) == [1, 2, 3]
+    with pytest.raises(ValueError, match="history is empty"):
+        plots.training_curves(FitResult(torch.nn.Module()))
+    with pytest.raises(ValueError, match="must be a FitResult or FitResult.history_dict"):
+        plots.training_curves(history)
+    with pytest.raises(ValueError, match="history columns differ in length"):
+        plots.training_curves({"epoch": [0, 1, 2], "nll": [1.0, 2.0], "complexity": [1, 2, 3]})
+
+
+@pytest.mark.parametrize("labels, ncols, message", [
+    (torch.arange(12) % 4 + 4, None, r"labels must lie in \[0, 4\) for 4 classes"),
+    (torch.arange(12) % 4 - 1, None, r"got values in \[-1, 2\]"),
+    (torch.arange(12) % 4 + 0.5, None, "labels must be integer class indices"),
+    (None, 0, "ncols must be a positive int, got 0"),
+    (None, 2.5, "ncols must be a positive int, got 2.5"),
+    (None, -1, "ncols must be a positive int, got -1"),
+])
+def test_most_uncertain_images_checks_labels_and_ncols(labels, ncols, message):
+    with pytest.raises(ValueError, match=message):
+        plots.most_uncertain_images(torch.rand(12, 16), _classification_prediction(12), labels,
+                                    k=4, ncols=ncols)
+
+
+def test_most_uncertain_images_accepts_whole_float_labels_and_numpy_ncols():
+    labels = (torch.arange(12) % 4).double()
+    fig = plots.most_uncertain_images(torch.rand(12, 16), _classification_prediction(12), labels,
+                                      k=4, ncols=np.int64(4))
+    assert len(fig.axes) == 4 and all("true: " in ax.get_title() for ax in fig.axes)
+    assert fig.axes[3].get_subplotspec().colspan.start == 3  # one row of four
+
+
+def test_prior_plots_bad_input():
+    model, grid = _regressor(1.0), torch.linspace(0, 1, 5)
+    with pytest.raises(ValueError, match="sigmas must be a sequence of prior scales"):
+        prior_plots.prior_variants(model, 0.5)
+    x = torch.rand(10, 1)
+    with pytest.raises(ValueError, match="the training data has 10 inputs but 3 targets"):
+        prior_plots.prior_predictive_functions(model, grid, 2, band_draws=4,
+                                               data=(x, x[:3, 0]))
+    with pytest.raises(ValueError, match=r"data must be a pair \(x, y\)"):
+        prior_plots.prior_predictive_functions(model, grid, 2, band_draws=4, data=(x,))
+    with pytest.raises(ValueError, match="inputs must be numeric"):
+        prior_plots.prior_probability_draws(_classifier(1.0), "abc")
+
+
+# --------------------------------------------------------------------------- diagnostic figures
+
+
+def _summary(n: int):
+    import pandas as pd
+
+    from pyro_bbb.diagnostics import FunctionSpaceSummary
+
+    table = pd.DataFrame({"r_hat": np.linspace(1.0, 1.1, n)}, index=[f"f[{i}]" for i in range(n)])
+    return FunctionSpaceSummary(table, 1.1, 100.0, 100.0)
+
+
+def test_function_space_rhat_figure_checks_x_against_the_table():
+    from pyro_bbb.diagnostic_plots import function_space_rhat_figure
+
+    x = torch.linspace(0, 1, 20)[:, None]
+    fig = function_space_rhat_figure(_summary(20), x, x_train=x[:5])
+    assert np.allclose(fig.axes[0].lines[0].get_ydata(), np.linspace(1.0, 1.1, 20))
+    with pytest.raises(ValueError, match="covers 20 inputs but x has 7"):
+        function_space_rhat_figure(_summary(20), x[:7])
+    with pytest.raises(ValueError, match="covers 20 inputs but x has 10"):
+        function_space_rhat_figure(_summary(20), x[:10])  # 20 rows are not 2 classes × 10
+    with pytest.raises(ValueError, match="x_train is empty"):
+        function_space_rhat_figure(_summary(20), x, x_train=x[:0])
+    with pytest.raises(ValueError, match="is not a FunctionSpaceSummary"):
+        function_space_rhat_figure(_summary(20).table, x)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+def test_khat_and_posterior_figures_bad_input():
+    import arviz as az
+
+    from pyro_bbb.diagnostic_plots import khat_figure, posterior_figure
+
+    rng = np.random.default_rng(0)
+    idata = az.from_dict(posterior={"a": rng.normal(size=(2, 50))},
+                         log_likelihood={"y": rng.normal(size=(2, 50, 20))})
+    loo = az.loo(idata, pointwise=True)
+    x = torch.linspace(0, 1, 20)
+    assert len(khat_figure(loo, x).axes) == 2
+    with pytest.raises(ValueError, match="x has 5 points but the LOO result has 20"):
+        khat_figure(loo, x[:5])
+    with pytest.raises(ValueError, match="needs a pointwise PSIS-LOO result"):
+        khat_figure(idata)
+    for name in ("max_outputs", "max_inputs"):
+        with pytest.raises(ValueError, match=f"{name} must be a positive int, got 0"):
+            posterior_figure(idata, _regressor(1.0), **{name: 0})
+    with pytest.raises(ValueError, match="idata has no output-layer dims"):
+        posterior_figure(idata, _regressor(1.0))
+
+
+def test_diagnostic_figures_keeps_a_file_named_as_out_dir(tmp_path):
+    from pyro_bbb.diagnostic_plots import diagnostic_figures
+
+    model = _regressor(1.0, (1, 3, 1))
+    draws = {k: torch.zeros(4, *s) for k, s in model.latent_shapes().items()}
+    (tmp_path / "out").write_text("keep me")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        diagnostic_figures(model, draws, torch.rand(5, 1), torch.rand(5), tmp_path / "out")
+    assert (tmp_path / "out").read_text() == "keep me"

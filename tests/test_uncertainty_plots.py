@@ -15,6 +15,13 @@ from pyro_bbb.likelihoods import RegressionPrediction
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close what a test leaves open: past 20 open figures pyplot warns."""
+    yield
+    plots._pyplot().close("all")
+
+
 def _saved_png(fig, path) -> None:
     plots.save_figure(fig, path)
     data = path.read_bytes()
@@ -190,3 +197,65 @@ def test_ood_uncertainties_need_a_classifier():
     model = BayesianMLP([4, 3, 1], Gaussian(noise=0.1))
     with pytest.raises(ValueError, match="need a classifier"):
         up.ood_uncertainties(model, MeanFieldGuide(model), {"a": torch.rand(3, 4)}, num_samples=2)
+
+
+@pytest.mark.parametrize("grid, x_train, message", [
+    (torch.linspace(0, 1, 10), torch.rand(0, 1), "x_train is empty"),
+    (torch.linspace(0, 1, 10), torch.rand(10, 3), r"x_train must be 1-D inputs"),
+    (torch.rand(5, 2), None, r"x_grid must be 1-D inputs .* got shape \(5, 2\)"),
+])
+def test_uncertainty_over_x_checks_grid_and_training_inputs(grid, x_train, message):
+    with pytest.raises(ValueError, match=message):
+        up.uncertainty_over_x(grid, _prediction(torch.linspace(0, 1, 10)), x_train=x_train)
+
+
+def test_seed_bands_checks_the_training_data():
+    model = BayesianMLP([1, 4, 1], Gaussian(noise=0.1))
+    grid = torch.linspace(0, 1, 10)[:, None]
+    preds = up.chain_predictions(model, _two_chains(model, 4), grid)
+    x = torch.rand(8, 1)
+    with pytest.raises(ValueError, match="the training data has 8 inputs but 3 targets"):
+        up.seed_bands(preds, grid, data=(x, x[:3, 0]))
+    with pytest.raises(ValueError, match=r"data must be a pair \(x, y\)"):
+        up.seed_bands(preds, grid, data=(x,))
+    with pytest.raises(ValueError, match="data x must be 1-D inputs"):
+        up.seed_bands(preds, grid, data=(torch.rand(8, 2), x[:, 0]))
+
+
+def test_chain_predictions_takes_a_list_of_fits_and_names_a_missing_chain_dim():
+    model = BayesianMLP([1, 4, 1], Gaussian(noise=0.1))
+    draws = _two_chains(model, 4)
+    grid = torch.linspace(0, 1, 10)[:, None]
+    stacked = up.chain_predictions(model, draws, grid)
+    listed = up.chain_predictions(model, [{k: v[c] for k, v in draws.items()} for c in (0, 1)],
+                                  grid)
+    assert list(listed) == ["chain 0", "chain 1"]
+    assert torch.equal(listed["chain 1"].mean, stacked["chain 1"].mean)
+    flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in draws.items()}
+    with pytest.raises(ValueError, match="one sample dim .* but no chain dim"):
+        up.chain_predictions(model, flat, grid)
+    with pytest.raises(ValueError, match="chain 1 of the list has \\(chain, draw\\) dims"):
+        up.chain_predictions(model, [flat, draws], grid)
+    with pytest.raises(ValueError, match="draws_by_chain must be a dict .* got Tensor"):
+        up.chain_predictions(model, torch.zeros(3), grid)
+
+
+@pytest.mark.parametrize("images, message", [
+    ((np.random.default_rng(0).random((3, 16)) * 255).astype(np.uint8),
+     r"images must be floats scaled to \[0, 1\]; got uint8 \(divide by 255\)"),
+    (torch.rand(3, 16) * 255, r"got values in \[.*\] \(divide by 255\)"),
+    (torch.rand(3, 16) - 0.5, r"images must be floats scaled to \[0, 1\]; got values in"),
+    (torch.full((3, 16), float("nan")), r"got values in \[nan, nan\]"),
+    (torch.rand(0, 16), "images is empty"),
+])
+def test_shifted_images_needs_floats_in_the_unit_interval(images, message):
+    with pytest.raises(ValueError, match=message):
+        up.shifted_images(images)
+
+
+def test_ood_summary_and_figure_name_a_bad_kind_or_no_sets():
+    ood = {"clean": {k: torch.rand(4) for k in up.OOD_KINDS}}
+    with pytest.raises(ValueError, match="kind must be one of total_entropy, aleatoric"):
+        up.ood_summary(ood, kind="total")
+    with pytest.raises(ValueError, match="needs at least one input set"):
+        up.ood_figure({}, {})
