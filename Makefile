@@ -37,7 +37,7 @@ test-gpu: $(BIN)/.installed
 # them without dependencies so that the CPU torch build stays as it is.
 bench: $(BIN)/.installed
 	$(BIN)/python -m pip install -q --no-deps blitz-bayesian-pytorch==0.2.8 bayesian-torch==0.5.0
-	$(BIN)/python benchmarks/speed.py --markdown
+	$(BIN)/python benchmarks/speed.py --markdown --repeats 9
 
 # Execute every notebook at full size and store its outputs (figures) in place.
 notebooks: $(BIN)/.installed

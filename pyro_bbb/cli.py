@@ -49,7 +49,8 @@ R-hat of f(x) over a grid; ``uncertainty_plots.seed_bands``).
 loo_compare.png (``az.plot_compare``), bands.png (1-D regression) and, when a method ran ≥ 2
 chains (NUTS), fs_rhat.png: the function-space R-hat of each test input's prediction across
 chains. Each method trains with its ``[compare.<method>]`` options (``[training]`` and
-``[guide]`` are not used; ``--set`` on them is refused).
+``[guide]`` are not used; ``--set`` on them is refused, while ``--set compare.bbb.epochs=200``,
+``compare.methods=[...]`` and ``compare.num_samples=N`` override the ``[compare]`` table).
 
 ``prior`` is a prior predictive check (the spec may be a comparison spec; its ``[compare]`` table
 is not used): it builds the spec's model (the data only give the input
@@ -602,20 +603,29 @@ def _compare(args) -> int:
     import time
     from datetime import datetime, timezone
 
-    from .compare import bands_figure, load_compare_spec, run_comparison, write_table
+    from .compare import (
+        apply_compare_overrides,
+        bands_figure,
+        load_compare_spec,
+        run_comparison,
+        write_table,
+    )
     from .diagnostic_plots import function_space_rhat_figure, loo_compare_figure
     from .diagnostics import function_space_summary
     from .experiment import build_model, hardware_string, json_safe, load_data, new_run_dir
     from .plots import save_figure
 
-    spec = load_compare_spec(args.spec)
-    unused = [o for o in args.overrides or () if o.split("=", 1)[0].strip().startswith(
+    overrides = list(args.overrides or ())
+    unused = [o for o in overrides if o.split("=", 1)[0].strip().startswith(
         ("training.", "guide.", "evaluation.num_samples"))]
     if unused:
         raise ValueError(f"pyro-bbb compare does not use {', '.join(unused)}: each method "
-                         "trains with its [compare.<method>] options in the spec, and "
-                         "--num-samples sets the draws")
-    config = apply_overrides(spec.config, args.overrides) if args.overrides else spec.config
+                         "trains with its [compare.<method>] options (--set "
+                         "compare.bbb.epochs=200), and --num-samples sets the draws")
+    own = [o for o in overrides if o.split("=", 1)[0].strip().startswith("compare.")]
+    spec = apply_compare_overrides(load_compare_spec(args.spec), own)
+    rest = [o for o in overrides if o not in own]
+    config = apply_overrides(spec.config, rest) if rest else spec.config
     methods = tuple(args.methods) if args.methods else spec.methods
     num_samples = args.num_samples or spec.num_samples
     out = args.out if args.out is not None else new_run_dir(config.name)

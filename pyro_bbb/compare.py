@@ -84,6 +84,7 @@ __all__ = [
     "bands_figure",
     "write_table",
     "load_compare_spec",
+    "apply_compare_overrides",
     "method_options",
     "DEFAULT_METHODS",
 ]
@@ -462,6 +463,36 @@ class CompareSpec:
     methods: tuple[str, ...] = DEFAULT_METHODS
     num_samples: int | None = None
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def apply_compare_overrides(spec: CompareSpec, overrides: Sequence[str]) -> CompareSpec:
+    """Apply the ``compare.*`` overrides of ``--set`` (``compare.methods=["bbb", "delta"]``,
+    ``compare.num_samples=50``, ``compare.bbb.epochs=200``), checked as the spec file is; the
+    others go to the experiment spec (``config.apply_overrides``)."""
+    from .config import _parse_value
+
+    methods, num_samples = spec.methods, spec.num_samples
+    options = {name: dict(opts) for name, opts in spec.options.items()}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        value = _parse_value(text)
+        if not sep or parts[0] != "compare" or len(parts) not in (2, 3):
+            raise ValueError(f"override {item!r} must look like compare.KEY=value or "
+                             "compare.METHOD.KEY=value")
+        if parts[1:] == ["methods"]:
+            methods = _check_methods(value, "compare.methods", list(METHODS))
+        elif parts[1:] == ["num_samples"]:
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise ValueError(f"compare.num_samples must be a positive integer, got {value!r}")
+            num_samples = value
+        elif len(parts) == 3 and parts[1] in METHODS:
+            _check_options(parts[1], {parts[2]: value})
+            options.setdefault(parts[1], {})[parts[2]] = value
+        else:
+            raise _unknown_key(".".join(parts[1:]), "[compare]",
+                               ["methods", "num_samples", *(f"{m}.KEY" for m in METHODS)])
+    return CompareSpec(spec.config, methods, num_samples, options)
 
 
 def load_compare_spec(path: str | os.PathLike) -> CompareSpec:

@@ -340,6 +340,34 @@ def test_cli_refuses_overrides_that_compare_would_ignore(tmp_path, capsys, overr
     assert not out.exists()
 
 
+def test_set_overrides_the_compare_table(tmp_path, capsys):
+    path = _spec(tmp_path, "[compare]\nmethods = ['bbb']\n[compare.delta]\nsteps = 50\n")
+    out = tmp_path / "out"
+    code = main(["compare", str(path), "--set", 'compare.methods=["delta", "deterministic"]',
+                 "--set", "compare.delta.steps=2", "--set", "compare.deterministic.epochs=1",
+                 "--set", "compare.num_samples=7", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    table = pandas.read_csv(out / "comparison.csv", index_col="method")
+    assert list(table.index) == ["delta", "deterministic"]
+    assert set(table["num_samples"]) == {7}
+
+
+@pytest.mark.parametrize("override,message", [
+    ("compare.delta.step=2", "unknown key 'step' in [compare.delta]; did you mean 'steps'?"),
+    ("compare.laplace.scale=1", "unknown key 'laplace.scale' in [compare]"),
+    ("compare.method=['delta']", "unknown key 'method' in [compare]; did you mean 'methods'?"),
+    ("compare.methods=['delta', 'delta']", "compare.methods lists 'delta' twice"),
+    ("compare.num_samples=0", "compare.num_samples must be a positive integer, got 0"),
+])
+def test_bad_compare_overrides_are_refused_before_training(tmp_path, capsys, override, message):
+    path = _spec(tmp_path, "[compare.delta]\nsteps = 1\n")
+    out = tmp_path / "out"
+    assert main(["compare", str(path), "--methods", "delta", "--set", override,
+                 "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_prior_reads_a_comparison_spec_without_its_warning(tmp_path, capsys):
     path = _spec(tmp_path, "[compare.delta]\nsteps = 1\n")
     path.write_text(path.read_text() + "\n[training]\nepochs = 3\n")
