@@ -8,6 +8,7 @@ the figures of a run, check what a spec's prior implies before fitting.
     pyro-bbb predict CHECKPOINT --input FILE.csv|.npy [--header auto|yes|no] [--output FILE.csv]
                      [--num-samples S]
     pyro-bbb compare SPEC.toml [--methods bbb nuts ...] [--out DIR] [--set key=value ...]
+                     [--no-progress]
     pyro-bbb uci --data-dir FOLDER [--splits 0 1 ...] [--methods bbb ...] [--epochs N]
                  [--noise homoscedastic|heteroscedastic] [--out DIR]
     pyro-bbb figures RUN_DIR [--out DIR] [--num-samples S]
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default runs/<name>-<YYYYmmdd-HHMMSS>)")
     cmp.add_argument("--num-samples", type=_positive_int, metavar="S",
                      help="posterior draws per method (default: the spec's)")
+    cmp.add_argument("--no-progress", action="store_true",
+                     help="no progress bar per method (training steps, epochs, NUTS iterations)")
     _add_config_options(cmp)
     _add_threads_option(cmp)
 
@@ -642,7 +645,8 @@ def _compare(args) -> int:
     comparison = run_comparison(
         model, data.x_train, data.y_train, data.x_test, data.y_test, methods,
         options=spec.options, num_samples=num_samples, level=config.evaluation.level,
-        num_bins=config.evaluation.num_bins, seed=config.seed, on_result=report)
+        num_bins=config.evaluation.num_bins, seed=config.seed, on_result=report,
+        progress=not args.no_progress)
     seconds = time.perf_counter() - start
     table = comparison.table
     out.mkdir(parents=True, exist_ok=True)

@@ -322,6 +322,7 @@ def run_comparison(
     r_hat_points: int = 50,
     on_result: Callable[[str, dict[str, float]], None] | None = None,
     loo: bool = True,
+    progress: bool = False,
 ) -> Comparison:
     """Run ``methods`` on the same model and data; return the table and every method's draws.
 
@@ -330,9 +331,10 @@ def run_comparison(
     ``num_samples`` (when given) is passed to every method that draws samples. ``x_outside``
     defaults to the test inputs outside the training inputs' bounding box. Function-space
     R-hat uses at most ``r_hat_points`` evenly spaced test inputs. ``on_result(name, row)`` is
-    called after each method (e.g. to report progress). With ``loo`` (needs ArviZ), every method
-    also gets PSIS-LOO columns on the training data (``psis_loo``, using the method's chains) and
-    ``Comparison.loo`` is ``az.compare`` across methods (None for a single method);
+    called after each method (e.g. to report progress); ``progress`` shows each method's own
+    progress bar (training steps, epochs or NUTS iterations). With ``loo`` (needs ArviZ), every
+    method also gets PSIS-LOO columns on the training data (``psis_loo``, using the method's
+    chains) and ``Comparison.loo`` is ``az.compare`` across methods (None for a single method);
     deterministic methods get the plug-in log predictive (see the module docstring).
     """
     model = _model(model_or_factory)
@@ -352,7 +354,7 @@ def run_comparison(
     rows, results, elpd = [], {}, {}
     stride = max(1, x_test.shape[0] // r_hat_points)
     for name in methods:
-        kwargs = {"seed": seed, **dict(options[name])}
+        kwargs = {"seed": seed, "progress": progress, **dict(options[name])}
         if num_samples is not None and name not in ("ensemble",) and "num_samples" not in kwargs:
             kwargs["num_samples"] = num_samples
         result = run_method(name, model, x_train, y_train, **kwargs)

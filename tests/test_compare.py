@@ -429,7 +429,7 @@ def test_single_method_and_alias_options(monkeypatch):
     with strict():
         comparison = run_comparison(model, x, x[:, 0], x, x[:, 0], ["map"],
                                     options={"delta": {"steps": 2}}, num_samples=3)
-    assert calls == [("map", {"seed": 0, "steps": 2, "num_samples": 3})]
+    assert calls == [("map", {"seed": 0, "progress": False, "steps": 2, "num_samples": 3})]
     assert comparison.loo is None and list(comparison.elpd) == ["map"]
     assert list(comparison.table.index) == ["map"] and "elpd_loo" in comparison.table.columns
 

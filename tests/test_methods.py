@@ -248,3 +248,24 @@ def test_autoguide_that_diverges_names_the_step(conjugate):
     with pytest.raises(NonFiniteLossError, match=r"diverged at step \d+") as info:
         run_method("normal", model, x, y, steps=50, lr=1e6)
     assert info.value.step > 1
+
+
+PROGRESS = {"nuts": dict(num_samples=10, warmup=5, num_chains=1), "normal": dict(steps=3),
+            "lowrank": dict(steps=3), "delta": dict(steps=3), "bbb": dict(epochs=2),
+            "bbb_mixture": dict(epochs=2), "deterministic": dict(epochs=2),
+            "dropout": dict(epochs=2), "ensemble": dict(epochs=2, num_members=2)}
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_progress_shows_a_bar_and_is_off_by_default(conjugate, capsys, name):
+    _, x, y, *_ = conjugate
+    model = BayesianMLP([2, 3, 1], Gaussian(noise=NOISE))  # dropout needs a hidden layer
+    options = {**PROGRESS[name], "seed": 1}
+    if name != "ensemble":  # an ensemble's draws are its members
+        options.setdefault("num_samples", 3)
+    quiet = run_method(name, model, x, y, **options)
+    assert "%|" not in capsys.readouterr().err
+    shown = run_method(name, model, x, y, progress=True, **options)
+    assert "%|" in capsys.readouterr().err  # tqdm's bar
+    for site, value in quiet.draws.items():  # the bar changes nothing
+        torch.testing.assert_close(shown.draws[site], value)

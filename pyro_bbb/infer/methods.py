@@ -48,6 +48,7 @@ from pyro import poutine
 from pyro.infer import MCMC, NUTS, SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoNormal
 from torch.distributions import biject_to
+from tqdm import tqdm
 
 from ..distributions import scale_mixture_prior
 from ..guide import MeanFieldGuide
@@ -265,6 +266,7 @@ def run_autoguide(
     num_samples: int = 200,
     init_scale: float = 0.01,
     seed: int = 0,
+    progress: bool = False,
 ) -> MethodResult:
     """SVI with a Pyro autoguide: ``kind`` "normal" (AutoNormal), "lowrank"
     (AutoLowRankMultivariateNormal) or "delta" (AutoDelta, i.e. MAP: maximise
@@ -273,7 +275,8 @@ def run_autoguide(
     Minimises Trace_ELBO with ClippedAdam whose learning rate decays geometrically from ``lr`` to
     ``lr · lr_decay`` over ``steps`` steps (the decay removes most of the SGD jitter at the end).
     ``batch_size=None`` is full batch. Autoguides keep their parameters in Pyro's global param
-    store: it is cleared first, and the guide is returned in ``extras["guide"]``.
+    store: it is cleared first, and the guide is returned in ``extras["guide"]``. ``progress``
+    shows a bar over the steps.
     """
     if kind not in _AUTOGUIDES:
         raise ValueError(f"kind must be one of {sorted(_AUTOGUIDES)}, got {kind!r}")
@@ -295,7 +298,7 @@ def run_autoguide(
     generator = torch.Generator().manual_seed(seed)
     losses = []
     start = time.perf_counter()
-    for step in range(1, steps + 1):
+    for step in _bar(range(1, steps + 1), kind, progress):
         rows = torch.randperm(n, generator=generator)[:batch] if batch < n else None
         try:
             loss = (svi.step(x, y) if rows is None
@@ -341,6 +344,7 @@ def run_bbb(
     kl_weighting: str = "uniform",
     num_samples: int = 200,
     seed: int = 0,
+    progress: bool = False,
 ) -> MethodResult:
     """Bayes by Backprop: our MeanFieldGuide fitted by ``infer.fit`` (Trace_ELBO, Adam).
 
@@ -356,7 +360,7 @@ def run_bbb(
     start = time.perf_counter()
     result = fit(model, guide, x, y, epochs=epochs, batch_size=batch_size, lr=lr,
                  num_particles=num_particles, kl_weighting=kl_weighting, seed=seed,
-                 device="cpu", progress=False)
+                 device="cpu", progress=progress)
     draws = guide.sample_posterior(num_samples,
                                    generator=torch.Generator().manual_seed(seed))
     seconds = time.perf_counter() - start
@@ -436,6 +440,11 @@ def _dropout_forward(model, x: torch.Tensor, params, p: float) -> torch.Tensor:
     return h
 
 
+def _bar(steps: range, desc: str, progress: bool, unit: str = "step"):
+    """``steps`` under a tqdm bar when ``progress`` (on stderr, removed when done)."""
+    return tqdm(steps, desc=desc, unit=unit, disable=not progress, leave=False, mininterval=0.5)
+
+
 def _diverged(what: str, step: int, epoch: int, lr: float) -> NonFiniteLossError:
     return NonFiniteLossError(f"training diverged at step {step} (epoch {epoch}): {what}; try a "
                               f"lower lr than {lr}", step, epoch)
@@ -443,7 +452,7 @@ def _diverged(what: str, step: int, epoch: int, lr: float) -> NonFiniteLossError
 
 def _train_point(
     model, x, y, *, epochs: int, batch_size: int, lr: float, weight_decay: float,
-    dropout: float, seed: int,
+    dropout: float, seed: int, progress: bool = False, desc: str = "train",
 ) -> tuple[dict[str, torch.Tensor], float]:
     """Maximum likelihood (+ L2) for a plain network with the model's shapes; returns the
     constrained parameters and the final epoch's mean loss. NonFiniteLossError names the step
@@ -456,7 +465,7 @@ def _train_point(
     n = x.shape[0]
     batch = min(batch_size, n)
     loss_value, step = math.nan, 0
-    for epoch in range(1, epochs + 1):
+    for epoch in _bar(range(1, epochs + 1), desc, progress, unit="epoch"):
         order = torch.randperm(n, generator=generator)
         total = 0.0
         for begin in range(0, n, batch):
@@ -492,6 +501,7 @@ def run_deterministic(
     weight_decay: float = 0.0,
     num_samples: int = 200,
     seed: int = 0,
+    progress: bool = False,
 ) -> MethodResult:
     """A plain network of the model's shape trained by maximum likelihood (MSE / CE, Adam).
 
@@ -502,7 +512,8 @@ def run_deterministic(
     x, y = _data(model, x, y)
     start = time.perf_counter()
     point, loss = _train_point(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr,
-                               weight_decay=weight_decay, dropout=0.0, seed=seed)
+                               weight_decay=weight_decay, dropout=0.0, seed=seed,
+                               progress=progress, desc="deterministic")
     seconds = time.perf_counter() - start
     return MethodResult("deterministic", _repeat(point, num_samples), seconds,
                         {"final_loss": loss})
@@ -534,6 +545,7 @@ def run_mc_dropout(
     weight_decay: float = 1e-4,
     num_samples: int = 200,
     seed: int = 0,
+    progress: bool = False,
 ) -> MethodResult:
     """MC dropout (Gal & Ghahramani 2016): train with dropout rate ``p`` on the inputs of every
     hidden→ layer and L2 ``weight_decay``; each draw is the trained weights with one dropout mask
@@ -545,7 +557,8 @@ def run_mc_dropout(
     x, y = _data(model, x, y)
     start = time.perf_counter()
     point, loss = _train_point(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr,
-                               weight_decay=weight_decay, dropout=p, seed=seed)
+                               weight_decay=weight_decay, dropout=p, seed=seed,
+                               progress=progress, desc="dropout")
     draws = dropout_draws(model, point, p, num_samples, torch.Generator().manual_seed(seed))
     seconds = time.perf_counter() - start
     return MethodResult("dropout", draws, seconds, {"final_loss": loss, "p": p})
@@ -562,6 +575,7 @@ def run_ensemble(
     lr: float = 0.01,
     weight_decay: float = 0.0,
     seed: int = 0,
+    progress: bool = False,
 ) -> MethodResult:
     """Deep ensemble: ``num_members`` plain networks from seeds seed, seed+1, …; each member is
     one draw, so predictions average the members (an equal-weight mixture)."""
@@ -572,7 +586,9 @@ def run_ensemble(
     members, losses = [], []
     for m in range(num_members):
         point, loss = _train_point(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr,
-                                   weight_decay=weight_decay, dropout=0.0, seed=seed + m)
+                                   weight_decay=weight_decay, dropout=0.0, seed=seed + m,
+                                   progress=progress,
+                                   desc=f"ensemble member {m + 1}/{num_members}")
         members.append(point)
         losses.append(loss)
     draws = {k: torch.stack([p[k] for p in members]) for k in members[0]}
