@@ -932,7 +932,7 @@ def _seed_chains_figures(seeds, config, model, data, x, out: Path) -> list[Path]
                         guide_factory=lambda m: MeanFieldGuide(m, init_rho=config.guide.init_rho),
                         epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
                         num_particles=t.num_particles, kl_weighting=t.kl_weighting,
-                        device=t.device, progress=False, lr_schedule=t.lr_schedule)
+                        device=t.device, progress=True, lr_schedule=t.lr_schedule)
     points = x[: min(200, x.shape[0])]
     summary = function_space_summary(model, chains.draws, points)
     print(f"function-space R-hat across {len(seeds)} fits: max {summary.max_r_hat:.3f}")
