@@ -265,8 +265,18 @@ def _add_threads_option(parser: argparse.ArgumentParser) -> None:
                         "fastest for small networks or on a busy machine")
 
 
-def _config(spec: Path | None, overrides: Sequence[str]) -> ExperimentConfig:
-    config = load_config(spec if spec is not None else packaged_spec())
+def _config(spec: Path | None, overrides: Sequence[str], *, comparison_ok: bool = False
+            ) -> ExperimentConfig:
+    """The spec (default: the packaged toy spec) with ``--set`` overrides; a comparison spec is
+    read for its experiment when ``comparison_ok``, else refused with the command it needs."""
+    path = spec if spec is not None else packaged_spec()
+    if comparison_ok:
+        config = _spec_or_comparison(path)
+    elif _has_compare_table(path):
+        raise ValueError(f"{path} is a comparison spec (it has a [compare] table): run it with "
+                         f"`pyro-bbb compare {path}`")
+    else:
+        config = load_config(path)
     return apply_overrides(config, overrides) if overrides else config
 
 
@@ -503,7 +513,7 @@ def _evaluate(args) -> int:
     _refuse_overwrite(args.output, checkpoint=args.checkpoint, spec=args.spec)
     checkpoint = load_checkpoint(args.checkpoint)
     if args.spec is not None:
-        config = _config(args.spec, args.overrides)
+        config = _config(args.spec, args.overrides, comparison_ok=True)
     else:
         spec = checkpoint.metadata.get("spec")
         if not isinstance(spec, dict):
@@ -867,17 +877,24 @@ def _prior(args) -> int:
 def _spec_or_comparison(path: Path) -> ExperimentConfig:
     """An experiment spec, or the experiment of a comparison spec (``[compare]`` ignored)."""
     from .compare import load_compare_spec
-    from .config import tomllib  # tomli before Python 3.11
 
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # load_config reports a missing file or invalid TOML
-        raw = {}
-    if not isinstance(raw.get("compare"), dict):
+    if not _has_compare_table(path):
         return load_config(path)
     with warnings.catch_warnings():  # that compare ignores [training] does not matter here
         warnings.simplefilter("ignore", UserWarning)
         return load_compare_spec(path).config
+
+
+def _has_compare_table(path: Path) -> bool:
+    """Whether the TOML file at ``path`` has a ``[compare]`` table (False when unreadable:
+    load_config then reports the missing file or the invalid TOML)."""
+    from .config import tomllib  # tomli before Python 3.11
+
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(raw.get("compare"), dict)
 
 
 def _diagnose(args) -> int:

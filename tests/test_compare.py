@@ -368,6 +368,19 @@ def test_bad_compare_overrides_are_refused_before_training(tmp_path, capsys, ove
     assert not out.exists()
 
 
+def test_evaluate_takes_a_comparison_spec_for_its_experiment(tmp_path, capsys):
+    plain = tmp_path / "plain.toml"
+    plain.write_text(TINY_SPEC + "[training]\nepochs = 2\nbatch_size = 12\ndevice = 'cpu'\n")
+    assert main(["run", str(plain), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    capsys.readouterr()
+    comparison = _spec(tmp_path, "[compare]\nmethods = ['delta']\n")
+    args = ["evaluate", str(tmp_path / "run" / "checkpoint.pt"), "--output"]
+    assert main([*args, str(tmp_path / "a.json"), "--spec", str(comparison)]) == 0
+    assert main([*args, str(tmp_path / "b.json"), "--spec", str(plain)]) == 0
+    a, b = (json.loads((tmp_path / f"{k}.json").read_text()) for k in "ab")
+    assert a["metrics"] == b["metrics"] and math.isfinite(a["metrics"]["rmse"])
+
+
 def test_prior_reads_a_comparison_spec_without_its_warning(tmp_path, capsys):
     path = _spec(tmp_path, "[compare.delta]\nsteps = 1\n")
     path.write_text(path.read_text() + "\n[training]\nepochs = 3\n")
