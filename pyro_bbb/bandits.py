@@ -30,7 +30,6 @@ numbers), so regret curves of one seed are directly comparable.
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from .data.mushroom import MushroomData
 from .guide import MeanFieldGuide
 from .infer.engine import FastELBO
 from .infer.optim import default_adam
-from .inputs import as_int
+from .inputs import as_float, as_int
 from .likelihoods import Gaussian
 from .model import BayesianMLP
 
@@ -79,15 +78,6 @@ NUM_ACTIONS = len(ACTIONS)
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def _real(value, name: str, positive: bool = False) -> float:
-    """``value`` as a finite float (> 0 if ``positive``), or ValueError naming ``name``."""
-    if (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-            and math.isfinite(value) and (value > 0 or not positive)):
-        return float(value)
-    what = "a positive finite number" if positive else "a finite number"
-    raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
 def _widths(hidden) -> list[int]:
@@ -344,11 +334,11 @@ class ThompsonAgent(_ReplayLearner):
         if kl_data not in ("buffer", "seen"):
             raise ValueError(f"kl_data must be 'buffer' or 'seen', got {kl_data!r}")
         hidden = _widths(hidden)
-        noise = None if noise is None else _real(noise, "noise", positive=True)
-        self.reward_scale = _real(reward_scale, "reward_scale", positive=True)
-        init_rho = _real(init_rho, "init_rho")
+        noise = None if noise is None else as_float(noise, "noise", positive=True)
+        self.reward_scale = as_float(reward_scale, "reward_scale", positive=True)
+        init_rho = as_float(init_rho, "init_rho")
         num_particles = as_int(num_particles, "num_particles")
-        lr = _real(lr, "lr", positive=True)
+        lr = as_float(lr, "lr", positive=True)
         self.kl_data = kl_data
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -424,12 +414,12 @@ class GreedyAgent(_ReplayLearner):
                  epsilon: float = 0.0, buffer_size: int = 4096, batch_size: int = 64,
                  lr: float = 1e-3, updates_per_step: int = 1, update_every: int = 1,
                  seed: int = 0):
-        if not 0.0 <= _real(epsilon, "epsilon") <= 1.0:
+        if not 0.0 <= as_float(epsilon, "epsilon") <= 1.0:
             raise ValueError(f"epsilon must lie in [0, 1], got {epsilon}")
         super().__init__(num_features, buffer_size, batch_size, updates_per_step, update_every,
                          seed)
         self.epsilon = float(epsilon)
-        hidden, lr = _widths(hidden), _real(lr, "lr", positive=True)
+        hidden, lr = _widths(hidden), as_float(lr, "lr", positive=True)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.network = _mlp([self.num_features + NUM_ACTIONS, *hidden, 1])

@@ -628,16 +628,16 @@ def _compare(args) -> int:
     from .experiment import build_model, hardware_string, json_safe, load_data, new_run_dir
     from .plots import save_figure
 
-    overrides = list(args.overrides or ())
-    unused = [o for o in overrides if o.split("=", 1)[0].strip().startswith(
-        ("training.", "guide.", "evaluation.num_samples"))]
+    keys = {o: o.partition("=")[0].strip() for o in args.overrides or ()}
+    unused = [o for o, key in keys.items()
+              if key.startswith(("training.", "guide.", "evaluation.num_samples"))]
     if unused:
         raise ValueError(f"pyro-bbb compare does not use {', '.join(unused)}: each method "
                          "trains with its [compare.<method>] options (--set "
                          "compare.bbb.epochs=200), and --num-samples sets the draws")
-    own = [o for o in overrides if o.split("=", 1)[0].strip().startswith("compare.")]
+    own = [o for o, key in keys.items() if key.startswith("compare.")]
     spec = apply_compare_overrides(load_compare_spec(args.spec), own)
-    rest = [o for o in overrides if o not in own]
+    rest = [o for o in keys if o not in own]
     config = apply_overrides(spec.config, rest) if rest else spec.config
     methods = tuple(args.methods) if args.methods else spec.methods
     num_samples = args.num_samples or spec.num_samples

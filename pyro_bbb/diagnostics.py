@@ -125,21 +125,13 @@ def variable_name(site: str) -> str:
 # draws in any layout → one dict with (chain, draw) leading dims
 
 
-def _site_shapes(model) -> dict[str, tuple[int, ...]]:
-    """Shape of every latent site of ``model``: weights and biases, then the likelihood's own."""
-    shapes = dict(model.site_shapes())
-    for name, prior in model.likelihood.latent_priors().items():
-        shapes[name] = tuple(prior.batch_shape + prior.event_shape)
-    return shapes
-
-
 def _tensor(value) -> torch.Tensor:
     return torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value).detach()
 
 
 def _leading_dims(model, draws: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], int]:
     """Tensors on the CPU and the number of leading sample dims (1 or 2), checked against model."""
-    shapes = _site_shapes(model)
+    shapes = model.latent_shapes()
     missing = [name for name in shapes if name not in draws]
     if missing:
         raise ValueError(f"draws lack the model's site(s) {missing}; got {sorted(draws)}")

@@ -35,7 +35,7 @@ from .distributions import check_prior, gaussian_prior, scale_mixture_prior
 from .guide import MeanFieldGuide
 from .infer import fit as svi_fit
 from .infer import resolve_device
-from .inputs import as_features, as_int, as_targets
+from .inputs import as_features, as_float, as_int, as_targets
 from .likelihoods import Categorical, Gaussian, Likelihood
 from .model import ACTIVATIONS, BayesianMLP
 from .predict import posterior_predictive
@@ -100,13 +100,6 @@ def _spell_out_settings(init: Callable) -> Callable:
 
 
 # --------------------------------------------------------------------------- setting checks
-
-
-def _positive_float(name: str, value) -> float:
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not (math.isfinite(value) and value > 0)):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
 
 
 def _choice(name: str, value, choices) -> str:
@@ -343,12 +336,13 @@ class _BBBEstimator(_EstimatorRoot):
         if isinstance(self.prior, torch.distributions.Distribution):
             return check_prior(self.prior)
         if _choice("prior", self.prior, _PRIORS) == "gaussian":
-            return gaussian_prior(_positive_float("prior_sigma", self.prior_sigma))
+            return gaussian_prior(as_float(self.prior_sigma, "prior_sigma", positive=True))
         pi = self.prior_pi
         if isinstance(pi, bool) or not isinstance(pi, numbers.Real) or not 0 < pi < 1:
             raise ValueError(f"prior_pi must lie strictly between 0 and 1, got {pi!r}")
-        return scale_mixture_prior(float(pi), _positive_float("prior_sigma1", self.prior_sigma1),
-                                   _positive_float("prior_sigma2", self.prior_sigma2))
+        return scale_mixture_prior(float(pi),
+                                   as_float(self.prior_sigma1, "prior_sigma1", positive=True),
+                                   as_float(self.prior_sigma2, "prior_sigma2", positive=True))
 
     def _check_settings(self) -> _Settings:
         """Check every setting (sklearn rule: here, in fit, never in __init__)."""
@@ -375,7 +369,7 @@ class _BBBEstimator(_EstimatorRoot):
             init_rho=float(init_rho),
             epochs=as_int(self.epochs, "epochs"),
             batch_size=as_int(self.batch_size, "batch_size"),
-            lr=_positive_float("lr", self.lr),
+            lr=as_float(self.lr, "lr", positive=True),
             num_particles=as_int(self.num_particles, "num_particles"),
             num_samples=as_int(self.num_samples, "num_samples"),
             kl_weighting=_choice("kl_weighting", self.kl_weighting, _KL_WEIGHTINGS),
@@ -506,7 +500,7 @@ class BBBRegressor(RegressorMixin, _BBBEstimator):
                                                               "y_scale_": y_scale}
 
     def _likelihood(self, fitted):
-        noise = None if self.noise is None else _positive_float("noise", self.noise)
+        noise = None if self.noise is None else as_float(self.noise, "noise", positive=True)
         return Gaussian(noise)
 
     def predict(self, X, return_std: bool = False):

@@ -6,12 +6,13 @@ that names the problem instead of deep inside torch.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 import torch
 
-__all__ = ["as_features", "as_targets", "as_int"]
+__all__ = ["as_features", "as_targets", "as_int", "as_float", "is_finite_number"]
 
 
 def as_int(value, name: str, minimum: int = 1) -> int:
@@ -21,6 +22,20 @@ def as_int(value, name: str, minimum: int = 1) -> int:
         if int(value) >= minimum:
             return int(value)
     what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def is_finite_number(value) -> bool:
+    """Whether ``value`` is a finite real number (numpy numbers too; bools are not numbers)."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(value))
+
+
+def as_float(value, name: str, *, positive: bool = False) -> float:
+    """``value`` as a finite Python float (> 0 if ``positive``), or ValueError naming ``name``."""
+    if is_finite_number(value) and (value > 0 or not positive):
+        return float(value)
+    what = "a positive finite number" if positive else "a finite number"
     raise ValueError(f"{name} must be {what}, got {value!r}")
 
 

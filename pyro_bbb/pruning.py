@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from .guide import GuideSite, MeanFieldGuide
-from .inputs import as_int
+from .inputs import as_int, is_finite_number
 from .likelihoods import ClassificationPrediction
 from .metrics import accuracy, expected_calibration_error, nll
 from .model import BayesianMLP
@@ -369,7 +369,7 @@ def _log_snr_values(values: Any) -> torch.Tensor:
 def _value_range(value_range: Any) -> tuple[float, float]:
     """``value_range`` as finite (low, high) with low < high, or ValueError."""
     pair = tuple(value_range) if isinstance(value_range, (tuple, list)) else ()
-    ok = len(pair) == 2 and all(isinstance(v, Real) and math.isfinite(v) for v in pair)
+    ok = len(pair) == 2 and all(is_finite_number(v) for v in pair)
     if not (ok and pair[0] < pair[1]):
         raise ValueError(f"value_range must be (low, high) with finite low < high, got "
                          f"{value_range!r}")

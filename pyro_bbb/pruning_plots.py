@@ -8,13 +8,12 @@ Every function returns a matplotlib Figure and never shows it; pyplot is importe
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from numbers import Real
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .inputs import is_finite_number
 from .plots import _np, _pyplot, save_figure
 from .pruning import SNRHistogram, check_proportion
 
@@ -30,10 +29,6 @@ def _percent(proportion: float) -> str:
     return f"{100 * proportion:.4g}%"
 
 
-def _is_finite(value) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _check_thresholds(thresholds) -> dict[float, float]:
     """{proportion: SNR threshold} checked: proportions in [0, 1), thresholds finite and >= 0."""
     if thresholds is None:
@@ -43,8 +38,8 @@ def _check_thresholds(thresholds) -> dict[float, float]:
                         f"output), got {type(thresholds).__name__}")
     out = {}
     for proportion, threshold in thresholds.items():
-        threshold = float(threshold) if _is_finite(threshold) else threshold
-        if not (_is_finite(threshold) and threshold >= 0):
+        threshold = float(threshold) if is_finite_number(threshold) else threshold
+        if not (is_finite_number(threshold) and threshold >= 0):
             raise ValueError(f"thresholds[{proportion!r}] is {threshold!r}; expected a finite "
                              "SNR >= 0 (snr_threshold output)")
         out[check_proportion(proportion)] = threshold
@@ -70,7 +65,7 @@ def _curve_rows(rows) -> list[Mapping]:
         if missing:
             raise ValueError(f"row {i} lacks {missing}; rows need {list(_CURVE_KEYS)} "
                              "(pruning_curve output)")
-        bad = [key for key in _CURVE_KEYS if not _is_finite(row[key])]
+        bad = [key for key in _CURVE_KEYS if not is_finite_number(row[key])]
         if bad:
             raise ValueError(f"row {i} has non-finite or non-numeric "
                              f"{', '.join(f'{k}={row[k]!r}' for k in bad)}")
@@ -139,7 +134,7 @@ def pruning_curve_figure(
     drop of the unpruned error, when a row with proportion 0 is present.
     """
     rows = _curve_rows(rows)
-    if target_drop is not None and not (_is_finite(target_drop) and target_drop >= 0):
+    if target_drop is not None and not (is_finite_number(target_drop) and target_drop >= 0):
         raise ValueError(f"target_drop must be a finite number >= 0 or None, got {target_drop!r}")
     plt = _pyplot()
     rows = sorted(rows, key=lambda r: r["proportion"])

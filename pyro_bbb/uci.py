@@ -31,6 +31,7 @@ import torch
 from .data.uci import PathLike, Standardizer, load_uci_split, num_splits, uci_protocol
 from .distributions import gaussian_prior
 from .infer.methods import _ALIASES, METHODS, run_method
+from .inputs import as_int
 from .likelihoods import Gaussian, HeteroscedasticGaussian
 from .metrics import mixture_gaussian_log_likelihood, rmse
 from .model import BayesianMLP
@@ -145,11 +146,8 @@ def run_uci(
         raise ValueError(f"noise must be one of {NOISE_MODELS}, got {noise!r}")
     if epochs is None:
         epochs = (protocol.n_epochs or 40) * epoch_multiplier
-    if epochs < 1:
-        raise ValueError(f"epochs must be positive, got {epochs}")
-    if hidden is not None and (not isinstance(hidden, int) or hidden < 1):
-        raise ValueError(f"hidden must be a positive int, got {hidden!r}")
-    hidden = hidden or protocol.n_hidden or 50
+    epochs = as_int(epochs, "epochs")
+    hidden = as_int(hidden, "hidden") if hidden is not None else protocol.n_hidden or 50
     options = options or {}
     rows = []
     for s in split_list:

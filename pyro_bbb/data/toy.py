@@ -9,12 +9,11 @@ f(x) = x + 0.3 sin(2πx) + 0.3 sin(4πx) (:func:`toy_regression_truth`).
 from __future__ import annotations
 
 import math
-from numbers import Real
 from typing import NamedTuple
 
 import torch
 
-from ..inputs import as_int
+from ..inputs import as_int, is_finite_number
 
 __all__ = [
     "ToyRegression",
@@ -42,20 +41,16 @@ def _check(num_points, x_range, noise_std) -> tuple[int, float, float, float]:
     noise_std >= 0."""
     num_points = as_int(num_points, "num_points")
     pair = tuple(x_range) if isinstance(x_range, (tuple, list)) else ()
-    if len(pair) != 2 or not all(_is_finite(v) for v in pair):
+    if len(pair) != 2 or not all(is_finite_number(v) for v in pair):
         raise ValueError(f"x_range must be (low, high) of two finite numbers, got {x_range!r}")
     low, high = float(pair[0]), float(pair[1])
     if not low < high:
         raise ValueError(f"x_range must satisfy low < high, got {x_range}")
-    if not _is_finite(noise_std):
+    if not is_finite_number(noise_std):
         raise ValueError(f"noise_std must be a finite number, got {noise_std!r}")
     if noise_std < 0:
         raise ValueError(f"noise_std must be non-negative, got {noise_std}")
     return num_points, low, high, float(noise_std)
-
-
-def _is_finite(value) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _observe(x: torch.Tensor, noise_std: float, generator: torch.Generator) -> ToyRegression:

@@ -356,8 +356,10 @@ def schedule_factor(schedule: str, epoch: int, epochs: int) -> float:
     return 1.0
 
 
-def _check_settings(epochs, batch_size, lr, num_particles, seed) -> tuple[int, int, int]:
-    """The int settings as Python ints (numpy ints accepted), or ValueError naming the bad one."""
+def _check_settings(epochs, batch_size, lr, num_particles, seed
+                    ) -> tuple[int, int, int, int | None]:
+    """(epochs, batch_size, num_particles, seed) as Python ints (numpy ints accepted; seed may
+    be None), or ValueError naming the bad setting."""
     counts = tuple(as_int(value, name) for name, value in (
         ("epochs", epochs), ("batch_size", batch_size), ("num_particles", num_particles)))
     if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr)
@@ -366,7 +368,7 @@ def _check_settings(epochs, batch_size, lr, num_particles, seed) -> tuple[int, i
     if seed is not None and not (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
                                  and 0 <= seed < 2**32):
         raise ValueError(f"seed must be None or an int in [0, 2**32), got {seed!r}")
-    return counts
+    return (*counts, None if seed is None else int(seed))
 
 
 def fit(
@@ -443,8 +445,8 @@ def fit(
     reseed from (seed, r, step), so it is a valid continuation but not bitwise the
     uninterrupted run; the world size must be the saved one.
     """
-    epochs, batch_size, num_particles = _check_settings(epochs, batch_size, lr, num_particles,
-                                                        seed)
+    epochs, batch_size, num_particles, seed = _check_settings(epochs, batch_size, lr,
+                                                              num_particles, seed)
     if hasattr(model, "check_sites") and hasattr(guide, "site_shapes"):
         model.check_sites(guide.site_shapes(), "the guide")
     _check_trainable(guide)
@@ -473,7 +475,6 @@ def fit(
     y = as_targets(y, model.likelihood, x.shape[0]) if hasattr(model, "likelihood") else y
     x, y = _like_guide(x, y, guide, device)
     if seed is not None and state is None:
-        seed = int(seed)
         pyro.set_rng_seed(rank_seed(seed, rank) if rank_noise else seed)
     guide.to(device)
     if info is not None:
