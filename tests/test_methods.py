@@ -257,8 +257,10 @@ PROGRESS = {"nuts": dict(num_samples=10, warmup=5, num_chains=1), "normal": dict
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_progress_shows_a_bar_and_is_off_by_default(conjugate, capsys, name):
+def test_progress_shows_a_bar_and_is_off_by_default(conjugate, capsys, monkeypatch, name):
     _, x, y, *_ = conjugate
+    monkeypatch.delenv("CI", raising=False)  # Pyro hides its MCMC bar when CI is set
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # ... or under pytest-xdist
     model = BayesianMLP([2, 3, 1], Gaussian(noise=NOISE))  # dropout needs a hidden layer
     options = {**PROGRESS[name], "seed": 1}
     if name != "ensemble":  # an ensemble's draws are its members

@@ -182,7 +182,8 @@ def run_nuts(
     ``seed + c`` and started from nn.Linear-style random weights (latents at their prior median).
     Draws are flattened chain-major (see the module docstring); ``extras["divergences"]`` is the
     total number of divergent transitions after warmup, ``extras["divergences_per_chain"]`` the
-    per-chain counts, ``extras["num_chains"]`` the number of chains.
+    per-chain counts, ``extras["num_chains"]`` the number of chains. ``progress`` shows Pyro's
+    MCMC bar, which Pyro itself hides when the ``CI`` environment variable is set.
     """
     _check_settings(num_samples=num_samples, warmup=warmup, num_chains=num_chains, seed=seed,
                     target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth)
