@@ -15,6 +15,7 @@ import math
 from numbers import Number
 
 import torch
+import torch.nn.functional as F
 from pyro.distributions import LogNormal, Normal, TorchDistribution, constraints
 from torch.distributions.utils import broadcast_all
 
@@ -47,16 +48,18 @@ _MIN_EXPONENT, _MAX_EXPONENT = -80.0, 80.0
 class _MixtureLogDensity(torch.autograd.Function):
     """log p(w) = c_a − h_a w² + log(1 + e^d), d = dc − dh w², with its gradient by hand.
 
-    d ≤ dc is clamped below at −80 (the value changes by < 1e−34): exp of numbers under about
+    d ≤ dc is clamped below at ``floor`` (−80 unless the components' widths differ by more than
+    about e^21, see ``_exponent_floor``; the value changes by < 1e−34): exp of numbers under about
     −87 gives denormals, which take a slow path on many CPUs, and log1p is slow on some CPUs for
     inputs near 1e−13, so log(1 + e^d) is computed as log of a sum (an absolute error below one
-    ulp of 1). ∂/∂w = −2w (h_a + dh·σ(d)), with σ(d) = e^d / (1 + e^d) kept from the forward.
+    ulp of 1). ∂/∂w = −2w (h_a + dh·σ(d)), with σ(d) = e^d / (1 + e^d) kept from the forward:
+    the clamp leaves dh·σ(floor) in the slope, which the floor keeps below e^−37 h_a.
     """
 
     @staticmethod
-    def forward(ctx, value, c_a, h_a, dc, dh):
+    def forward(ctx, value, c_a, h_a, dc, dh, floor):
         square = value * value
-        exp_d = torch.addcmul(dc, dh, square, value=-1).clamp_(min=_MIN_EXPONENT).exp_()
+        exp_d = torch.addcmul(dc, dh, square, value=-1).clamp_(min=floor).exp_()
         one_plus = exp_d + 1
         ctx.save_for_backward(value, exp_d.div_(one_plus), h_a, dh)  # σ(d)
         return one_plus.log_().add_(torch.addcmul(c_a, h_a, square, value=-1))
@@ -66,7 +69,20 @@ class _MixtureLogDensity(torch.autograd.Function):
     def backward(ctx, grad):
         value, sigmoid_d, h_a, dh = ctx.saved_tensors
         grad_value = torch.addcmul(h_a, dh, sigmoid_d).mul_(value).mul_(grad * -2)
-        return grad_value, None, None, None, None
+        return grad_value, None, None, None, None, None
+
+
+def _exponent_floor(h_a: torch.Tensor, dh: torch.Tensor) -> float:
+    """The clamp of d for ``_MixtureLogDensity``: min(−80, −(log(h_b/h_a) + 37)).
+
+    Clamping d at f leaves dh·σ(f) ≈ h_b e^f in the slope −2w (h_a + dh σ(d)) where its true
+    value is ≈ 0; relative to h_a that is (h_b/h_a) e^f. With f = −80 this is negligible only
+    while h_b/h_a = (σ_wide/σ_narrow)² is below about e^43: at σ1 = 1, σ2 = e^−40 it doubled the
+    slope far from 0. The floor keeps it below e^−37 (float64 rounding) for any ratio, and stays
+    −80 (no denormals) for the ratios in use (σ1/σ2 up to e^21).
+    """
+    log_ratio = float(torch.log1p(dh.detach().double() / h_a.detach().double()).max())
+    return min(_MIN_EXPONENT, -(log_ratio + 37.0))
 
 
 class ScaleMixtureNormal(TorchDistribution):
@@ -96,6 +112,13 @@ class ScaleMixtureNormal(TorchDistribution):
         log_w1 = self.pi.log() - self.sigma1.log() - _HALF_LOG_2PI
         log_w2 = torch.log1p(-self.pi) - self.sigma2.log() - _HALF_LOG_2PI
         half1, half2 = 0.5 / self.sigma1**2, 0.5 / self.sigma2**2
+        for name, sigma, half in (("sigma1", self.sigma1, half1), ("sigma2", self.sigma2, half2)):
+            if not bool(torch.isfinite(half.detach()).all()):
+                smallest = math.sqrt(0.5 / torch.finfo(half.dtype).max)
+                raise ValueError(
+                    f"ScaleMixtureNormal: {name} = {sigma.min().item():.3g} is too small for "
+                    f"{half.dtype} (1/(2σ²) overflows); use σ ≥ {smallest:.1g} or float64 "
+                    "parameters")
         first_wider = half1 <= half2
         c_a = torch.where(first_wider, log_w1, log_w2)
         h_a = torch.where(first_wider, half1, half2)
@@ -105,6 +128,7 @@ class ScaleMixtureNormal(TorchDistribution):
         # cannot overflow (σ1/σ2 below about e^80)
         self._fixed = not any(t.requires_grad for t in self._terms) and bool(
             (self._terms[2] < _MAX_EXPONENT).all())
+        self._floor = _exponent_floor(self._terms[1], self._terms[3]) if self._fixed else None
         scalar = all(isinstance(v, Number) for v in (pi, sigma1, sigma2))
         batch_shape = torch.Size() if scalar else self.pi.shape
         super().__init__(batch_shape, validate_args=validate_args)
@@ -115,7 +139,7 @@ class ScaleMixtureNormal(TorchDistribution):
         new.pi = self.pi.expand(batch_shape)
         new.sigma1 = self.sigma1.expand(batch_shape)
         new.sigma2 = self.sigma2.expand(batch_shape)
-        new._terms, new._fixed = self._terms, self._fixed
+        new._terms, new._fixed, new._floor = self._terms, self._fixed, self._floor
         super(ScaleMixtureNormal, new).__init__(batch_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
@@ -133,11 +157,10 @@ class ScaleMixtureNormal(TorchDistribution):
             self._validate_sample(value)
         c_a, h_a, dc, dh = self._terms
         if self._fixed and torch.broadcast_shapes(value.shape, c_a.shape) == value.shape:
-            log_prob = _MixtureLogDensity.apply(value, c_a, h_a, dc, dh)
-        else:
+            log_prob = _MixtureLogDensity.apply(value, c_a, h_a, dc, dh, self._floor)
+        else:  # learnable or extreme parameters: softplus is exact and cannot overflow
             square = value * value
-            log_prob = c_a - h_a * square + torch.log1p(
-                torch.exp((dc - dh * square).clamp(min=_MIN_EXPONENT)))
+            log_prob = c_a - h_a * square + F.softplus(dc - dh * square)
         shape = torch.broadcast_shapes(log_prob.shape, self.batch_shape)
         return log_prob if log_prob.shape == shape else log_prob.expand(shape)
 

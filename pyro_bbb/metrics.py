@@ -159,7 +159,7 @@ def reliability_curve(probs: ArrayLike, labels: ArrayLike, num_bins: int = 15) -
 def expected_calibration_error(probs: ArrayLike, labels: ArrayLike, num_bins: int = 15) -> float:
     """ECE = Σ_b (n_b / N) |acc_b − conf_b| over equal-width confidence bins (Guo et al. 2017)."""
     curve = reliability_curve(probs, labels, num_bins)
-    weights = curve.counts / curve.counts.sum()
+    weights = curve.counts.to(curve.confidence.dtype) / curve.counts.sum()  # not float32
     gaps = (curve.accuracy - curve.confidence).abs()
     return torch.nansum(weights * gaps).item()
 

@@ -168,6 +168,8 @@ def test_contract_shape_expand_support():
         ((0.5, float("nan"), 0.1), "sigma1 must be"),
         ((0.5, float("inf"), 0.1), r"sigma1 must be > 0.0 and finite, got inf"),
         ((0.5, 1.0, float("inf")), r"sigma2 must be > 0.0 and finite"),
+        ((0.5, 1.0, 1e-30), r"sigma2 = 1e-30 is too small for torch.float32 .*σ ≥ 4e-20"),
+        ((0.5, 1e-25, 1.0), r"sigma1 = 1e-25 is too small"),
     ],
 )
 def test_bad_parameters_raise_value_error(args, match):

@@ -26,6 +26,8 @@ CASES = [
     ([3, 5, 2], HeteroscedasticGaussian(), scale_mixture_prior(), 2),  # σ(x): 2 outputs
     ([3, 4, 4, 1], Bernoulli(), [gaussian_prior(1.0), scale_mixture_prior(),
                                  gaussian_prior(0.3)], 1),
+    ([3, 5, 1], Gaussian(noise=0.3), scale_mixture_prior(0.5, 1.0, 2.0**-58), 1),  # σ1/σ2 ≈ e^40
+    ([3, 5, 1], Gaussian(noise=0.3), scale_mixture_prior(1e-36, 1.0, 2.0**-12), 1),  # tiny π
 ]
 
 

@@ -42,7 +42,8 @@ class FusedPrior:
 
     ``normal``: (m, s), log p = −(w − m)²/(2s²) − log s − ½ log 2π, slope −(w − m)/s².
     ``mixture``: (c_a, h_a, dc, dh) of ScaleMixtureNormal, log p = c_a − h_a w² + log(1 + e^d)
-    with d = dc − dh w² clamped below at −80 (as ScaleMixtureNormal.log_prob does); slope
+    with d = dc − dh w² clamped below at −80 (as ScaleMixtureNormal.log_prob does for the
+    mixtures ``fused_prior`` accepts); slope
     −2w (h_a + dh sigmoid(d)) = −2w (h_a + h_b e^d) / (1 + e^d), h_b = h_a + dh.
     """
 
@@ -83,7 +84,8 @@ def fused_prior(prior) -> FusedPrior | None:
         return None
     if type(prior) is Normal and not (prior.loc.requires_grad or prior.scale.requires_grad):
         return FusedPrior("normal", (float(prior.loc), float(prior.scale)))
-    if type(prior) is ScaleMixtureNormal and prior._fixed:
+    if type(prior) is ScaleMixtureNormal and prior._fixed and prior._floor == _MIN_EXPONENT:
+        # a wider clamp (components' widths apart by more than about e^21) takes the plain path
         return FusedPrior("mixture", tuple(float(t) for t in prior._terms))
     return None
 
