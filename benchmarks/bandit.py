@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pyro_bbb.argtypes import int_at_least, positive_float, seed
 from pyro_bbb.bandit_plots import (
     action_rate_figure,
     eat_probability_figure,
@@ -56,6 +57,8 @@ from pyro_bbb.data.mushroom import NUM_MUSHROOM_FEATURES, load_mushroom
 from pyro_bbb.experiment import hardware_string, json_safe
 
 LEARNERS = ("Greedy", "1% Greedy", "5% Greedy")
+OUTPUTS = ("bandit.json", "bandit_regret.png", "bandit_action_rates.png",
+           "bandit_eat_probability.png")
 
 
 def curve_steps(steps: int, points: int) -> np.ndarray:
@@ -125,43 +128,87 @@ def plot_title(summary: dict) -> str:
             f"replay buffer {settings['replay_buffer']:,}")
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    positive = int_at_least(1)
+    default_noise = thompson_defaults()["noise"]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", help="path of agaricus-lepiota.data")
-    parser.add_argument("--steps", type=int, default=50_000)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", required=True, help="output folder (created)")
-    parser.add_argument("--updates-per-step", type=int, default=1,
-                        help="gradient steps after every --update-every interactions")
-    parser.add_argument("--update-every", type=int, default=1)
-    parser.add_argument("--buffer-size", type=int, default=4096,
-                        help="replay buffer of every learner (>= --steps keeps the whole history)")
-    parser.add_argument("--noise", type=float, default=None,
-                        help="BBB likelihood std in reward_scale units (ThompsonAgent's default)")
+    parser.add_argument("--data", help="path of agaricus-lepiota.data (required unless --replot)")
+    parser.add_argument("--steps", type=positive, default=50_000,
+                        help="interactions per agent and seed (50000)")
+    parser.add_argument("--seeds", type=seed, nargs="+", default=[0, 1, 2],
+                        help="seeds, each a stream of mushrooms and coins (0 1 2)")
+    parser.add_argument("--out", required=True,
+                        help="output folder (created; one holding an earlier run's outputs is "
+                        "refused)")
+    parser.add_argument("--updates-per-step", type=int_at_least(0), default=1,
+                        help="gradient steps after every --update-every interactions (1)")
+    parser.add_argument("--update-every", type=positive, default=1,
+                        help="interactions between updates (1)")
+    parser.add_argument("--buffer-size", type=positive, default=4096,
+                        help="replay buffer of every learner (4096; >= --steps keeps the whole "
+                        "history)")
+    parser.add_argument("--noise", type=positive_float, default=None,
+                        help="BBB likelihood std in reward_scale units (ThompsonAgent's default, "
+                        f"{default_noise})")
     parser.add_argument("--agents", nargs="+", default=None,
-                        help="subset of: BBB, Greedy, '1%% Greedy', '5%% Greedy', Oracle")
-    parser.add_argument("--points", type=int, default=1000, help="curve points kept in the JSON")
-    parser.add_argument("--bins", type=int, default=40,
+                        help="subset of: BBB, Greedy, '1%% Greedy', '5%% Greedy', Oracle (all)")
+    parser.add_argument("--points", type=positive, default=1000,
+                        help="curve points kept in the JSON (1000)")
+    parser.add_argument("--bins", type=positive, default=40,
                         help="blocks of steps in bandit_action_rates.png (40)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--replot", metavar="JSON",
                         help="only redraw DIR/bandit_regret.png from a bandit.json")
+    return parser
+
+
+def _check_out(parser: argparse.ArgumentParser, out: Path, replot: bool) -> None:
+    """``--out`` must be a folder (or not exist yet) that holds no earlier run's outputs; with
+    ``--replot`` only the regret figure is written, and replaced."""
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file, not a folder")
+    if not replot:
+        earlier = [name for name in OUTPUTS if (out / name).exists()]
+        if earlier:
+            parser.error(f"--out {out} already holds {', '.join(earlier)} (an earlier run's "
+                         "results, never replaced): choose another folder")
+
+
+def _make_out(parser: argparse.ArgumentParser, out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"--out {out}: cannot create the folder ({err.strerror or err})")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
     args = parser.parse_args(argv)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out(parser, out, bool(args.replot))
     if args.replot:
-        saved = json.loads(Path(args.replot).read_text())
-        curves = saved["curves"]
-        plot(np.asarray(curves["steps"]), curves["cumulative_regret"],
-             out / "bandit_regret.png", plot_title(saved))
+        try:
+            saved = json.loads(Path(args.replot).read_text())
+            curves = saved["curves"]
+            steps, regret = np.asarray(curves["steps"]), curves["cumulative_regret"]
+            title = plot_title(saved)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            detail = f"no {err} entry" if isinstance(err, KeyError) else str(err)
+            parser.error(f"--replot {args.replot}: not a readable bandit.json ({detail})")
+        _make_out(parser, out)
+        plot(steps, regret, out / "bandit_regret.png", title)
+        print(f"wrote {out / 'bandit_regret.png'}")
         return saved
     if not args.data:
         parser.error("--data is required (unless --replot)")
+    repeated = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+    if repeated:
+        parser.error(f"--seeds: {', '.join(map(str, repeated))} given more than once")
 
-    torch.set_num_threads(1)
-    data = load_mushroom(args.data)
-    if args.buffer_size < 1 or (args.noise is not None and not args.noise > 0):
-        parser.error("--buffer-size must be >= 1 and --noise > 0")
+    try:
+        data = load_mushroom(args.data)
+    except (OSError, ValueError) as err:
+        parser.error(str(err))
     thompson = {} if args.noise is None else {"noise": args.noise}
     agents = default_agents(data, updates_per_step=args.updates_per_step,
                             update_every=args.update_every, buffer_size=args.buffer_size,
@@ -170,7 +217,9 @@ def main(argv: list[str] | None = None) -> dict:
         unknown = set(args.agents) - set(agents)
         if unknown:
             parser.error(f"unknown agents {sorted(unknown)}; choose from {list(agents)}")
-        agents = {name: agents[name] for name in args.agents}
+        agents = {name: agents[name] for name in dict.fromkeys(args.agents)}
+    _make_out(parser, out)
+    torch.set_num_threads(1)
     start = time.perf_counter()
     last_agents: dict = {}
     result, runs = play(data, args.steps, args.seeds, agents, progress=not args.no_progress,
@@ -230,5 +279,16 @@ def main(argv: list[str] | None = None) -> dict:
     return summary
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """``main`` with Ctrl-C reported in one line (exit status 130)."""
+    try:
+        main(argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was written (the results are written at the end)",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -11,7 +11,8 @@ posterior is evaluated on the Fashion-MNIST test set with ``--num-samples`` draw
 seeded with ``--seed`` (the same draws for every p; seed 0 and 100 samples reproduce
 ``pyro-bbb run``'s own evaluation at p = 0). Prints JSON (rows of proportion, accuracy, error,
 NLL, ECE, kept weights, dense and sparse bytes; the target check; hardware and date) and writes
-it to OUT/pruning.json with the figures OUT/snr_histogram.png and OUT/pruning_curve.png.
+it to OUT/pruning.json with the figures OUT/snr_histogram.png and OUT/pruning_curve.png. An OUT
+that already holds any of these (or a training_run/ when training) is refused, never overwritten.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ from pathlib import Path
 
 import torch
 
-from pyro_bbb import __version__, pruning, pruning_plots
-from pyro_bbb.checkpoint import describe_spec, load_checkpoint
+from pyro_bbb import Categorical, __version__, pruning, pruning_plots
+from pyro_bbb.argtypes import int_at_least
+from pyro_bbb.checkpoint import CheckpointError, describe_spec, load_checkpoint
 from pyro_bbb.data import DEFAULT_FASHION_MNIST_ROOT, load_fashion_mnist
 from pyro_bbb.experiment import hardware_string, json_safe
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_DROP_AT_95 = 0.002  # issue 3: at 95% removed, accuracy drops by at most 0.2 points
+OUTPUTS = ("pruning.json", "snr_histogram.png", "pruning_curve.png")
+DEFAULT_SPEC = ROOT / "models" / "fashion_mnist.toml"
 
 
 def _proportion(text: str) -> float:
@@ -46,40 +50,89 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, help="a pyro-bbb run's checkpoint.pt; "
                         "without it, --spec is trained first")
-    parser.add_argument("--spec", type=Path, default=ROOT / "models" / "fashion_mnist.toml",
-                        help="spec to train when no checkpoint is given")
+    parser.add_argument("--spec", type=Path, default=None,
+                        help="Fashion-MNIST spec to train when no checkpoint is given "
+                        "(models/fashion_mnist.toml)")
     parser.add_argument("--data-root", type=Path, default=None,
                         help=f"Fashion-MNIST IDX folder (default {DEFAULT_FASHION_MNIST_ROOT})")
     parser.add_argument("--out", type=Path, default=None,
-                        help="folder for pruning.json and the figures (default runs/pruning-DATE)")
+                        help="new folder for pruning.json and the figures (default "
+                        "runs/pruning-DATE)")
     parser.add_argument("--proportions", type=_proportion, nargs="+",
-                        default=list(pruning.DEFAULT_PROPORTIONS))
-    parser.add_argument("--num-samples", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
+                        default=list(pruning.DEFAULT_PROPORTIONS),
+                        help="fractions of the weights removed, each in [0, 1) "
+                        f"({' '.join(f'{p:g}' for p in pruning.DEFAULT_PROPORTIONS)})")
+    parser.add_argument("--num-samples", type=int_at_least(1), default=100,
+                        help="posterior draws of the test evaluation (100)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0,
+                        help="seed of the evaluation's draws (0)")
     parser.add_argument("--include-biases", action="store_true",
                         help="rank and prune biases together with the weights")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--threads", type=int_at_least(1), default=None,
+                        help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny run: 500 test images, 10 samples (and a 1-epoch training)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no training progress bar and no line per proportion")
     return parser
 
 
-def _train(args, out: Path):
+def _spec_config(args):
+    """The spec to train (``--spec``, ``--data-root``, ``--smoke`` applied)."""
     from pyro_bbb.config import apply_overrides, load_config, smoke_config
-    from pyro_bbb.experiment import run_experiment
 
     config = load_config(args.spec)
     if args.data_root is not None:
         config = apply_overrides(config, [f"data.root={json.dumps(str(args.data_root.resolve()))}"])
-    if args.smoke:
-        config = smoke_config(config)
-    result = run_experiment(config, out / "training_run")
+    if config.data.kind != "fashion_mnist":
+        raise ValueError(f"--spec {args.spec}: pruning.py evaluates on Fashion-MNIST and needs a "
+                         f"Fashion-MNIST spec, got kind {config.data.kind!r}")
+    return smoke_config(config) if args.smoke else config
+
+
+def _train(config, out: Path, progress: bool):
+    from pyro_bbb.experiment import run_experiment
+
+    result = run_experiment(config, out / "training_run", progress=progress)
     return result.model, result.guide, str(result.files["checkpoint"]), result.metrics
+
+
+def _check_out(parser: argparse.ArgumentParser, out: Path, training: bool) -> None:
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file, not a folder")
+    earlier = [name for name in OUTPUTS + (("training_run",) if training else ())
+               if (out / name).exists()]
+    if earlier:
+        parser.error(f"--out {out} already holds {', '.join(earlier)} (an earlier run's results, "
+                     "never replaced): choose another folder")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.checkpoint is not None and args.spec is not None:
+        parser.error("--spec is what is trained without --checkpoint: give one of them")
+    if args.out is not None:
+        _check_out(parser, args.out, training=args.checkpoint is None)
+    try:  # everything that can fail on the user's input, before OUT is made or anything trains
+        test = load_fashion_mnist(args.data_root, split="test")
+        if args.checkpoint is not None:
+            checkpoint = load_checkpoint(args.checkpoint)
+            model, guide = checkpoint.model, checkpoint.guide
+        else:
+            args.spec = args.spec or DEFAULT_SPEC
+            config = _spec_config(args)
+    except (OSError, ValueError, CheckpointError) as err:
+        parser.error(str(err))
+    if args.checkpoint is not None:
+        if test.images.shape[1] != model.input_size:
+            parser.error(f"--checkpoint {args.checkpoint}: the model "
+                         f"{describe_spec(model.spec())} takes {model.input_size} features, the "
+                         f"Fashion-MNIST test images have {test.images.shape[1]}")
+        if not isinstance(model.likelihood, Categorical) or model.likelihood.num_classes != 10:
+            parser.error(f"--checkpoint {args.checkpoint}: the model "
+                         f"{describe_spec(model.spec())} is not a 10-class classifier")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.out is None:
@@ -87,15 +140,16 @@ def main(argv: list[str] | None = None) -> int:
 
         args.out = new_run_dir("pruning", ROOT / "runs")
     out = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"--out {out}: cannot create the folder ({err.strerror or err})")
     started = time.perf_counter()
     if args.checkpoint is not None:
-        checkpoint = load_checkpoint(args.checkpoint)
-        model, guide, source = checkpoint.model, checkpoint.guide, str(args.checkpoint)
+        source = str(args.checkpoint)
         saved_metrics = checkpoint.metadata.get("metrics")
     else:
-        model, guide, source, saved_metrics = _train(args, out)
-    test = load_fashion_mnist(args.data_root, split="test")
+        model, guide, source, saved_metrics = _train(config, out, not args.no_progress)
     x, y = test.images, test.labels
     num_samples = args.num_samples
     if args.smoke:
@@ -105,8 +159,15 @@ def main(argv: list[str] | None = None) -> int:
                          f"{describe_spec(model.spec())} takes {model.input_size}")
 
     evaluated = time.perf_counter()
-    rows = pruning.pruning_curve(model, guide, x, y, args.proportions, num_samples=num_samples,
-                                 include_biases=args.include_biases, seed=args.seed)
+    rows = []
+    for proportion in args.proportions:  # one at a time, for progress: the same rows (each
+        # proportion's draws come from a generator seeded afresh with --seed)
+        rows += pruning.pruning_curve(model, guide, x, y, [proportion], num_samples=num_samples,
+                                      include_biases=args.include_biases, seed=args.seed)
+        if not args.no_progress:
+            print(f"{proportion:g} removed: test accuracy {rows[-1]['accuracy']:.4f} "
+                  f"({time.perf_counter() - evaluated:.0f} s of evaluation)", file=sys.stderr,
+                  flush=True)
     seconds_eval = time.perf_counter() - evaluated
     by_p = {row["proportion"]: row for row in rows}
     target = None
@@ -159,5 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """``main`` with Ctrl-C reported in one line (exit status 130)."""
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was written (the results are written at the end)",
+              file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())

@@ -65,6 +65,7 @@ from pyro.infer import Trace_ELBO
 from torch import nn
 
 import pyro_bbb as bbb
+from pyro_bbb.argtypes import positive_int
 from pyro_bbb.experiment import hardware_string
 from pyro_bbb.infer import CapturedStep, FastELBO, fused_kernel, resolve_device
 from pyro_bbb.infer.optim import default_adam
@@ -297,7 +298,7 @@ def predictive_memory_child(num_inputs: int, chunk_size: int | None) -> dict:
     model, guide = pyro_bbb_model(MEMORY_NET, torch.device("cpu"))
     x = torch.rand(num_inputs, MEMORY_NET[0])
     draws = guide.sample_posterior(MEMORY_SAMPLES)
-    chunk = chunk_size or default_chunk_size(MEMORY_SAMPLES, max(MEMORY_NET))
+    chunk = min(chunk_size or default_chunk_size(MEMORY_SAMPLES, max(MEMORY_NET)), num_inputs)
     bbb.posterior_predictive(model, draws, x[:chunk], chunk_size=chunk_size)  # warm-up
     gc.collect()
     reset = _reset_peak_rss()
@@ -311,6 +312,10 @@ def predictive_memory_child(num_inputs: int, chunk_size: int | None) -> dict:
             "output": output, "seconds": seconds}
 
 
+class MemoryChildError(RuntimeError):
+    """A memory-measurement subprocess failed (its last stderr line is in the message)."""
+
+
 def predictive_memory(num_inputs: list[int], chunks: list[str]) -> dict:
     """Peak-RSS growth of posterior_predictive, one fresh subprocess per (N, chunk size)."""
     mib = 2.0**-20
@@ -319,7 +324,11 @@ def predictive_memory(num_inputs: list[int], chunks: list[str]) -> dict:
         for chunk in chunks:
             child = subprocess.run(
                 [sys.executable, os.path.abspath(__file__), "--memory-child", str(n), chunk],
-                check=True, capture_output=True, text=True)
+                capture_output=True, text=True)
+            if child.returncode != 0:
+                lines = child.stderr.strip().splitlines() or ["(no output)"]
+                raise MemoryChildError(f"the memory measurement for N = {n}, chunk size {chunk} "
+                                   f"failed (exit status {child.returncode}): {lines[-1]}")
             r = json.loads(child.stdout.strip().splitlines()[-1])
             width = max(MEMORY_NET[1:-1])
             runs.append({
@@ -345,20 +354,39 @@ def predictive_memory(num_inputs: list[int], chunks: list[str]) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def _chunk(text: str) -> str:
+    if text != "default" and not (text.isdigit() and int(text) > 0):
+        raise argparse.ArgumentTypeError(f"must be 'default' or a positive integer, got {text!r}")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[400, 1200])
-    parser.add_argument("--batches", type=int, nargs="+", default=[128, 1024])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--markdown", action="store_true", help="also print a table to stderr")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto)")
+    parser.add_argument("--sizes", type=positive_int, nargs="+", default=[400, 1200],
+                        metavar="H", help="hidden widths H of 784-H-H-10 (400 1200)")
+    parser.add_argument("--batches", type=positive_int, nargs="+", default=[128, 1024],
+                        metavar="B", help="minibatch sizes (128 1024)")
+    parser.add_argument("--repeats", type=positive_int, default=7,
+                        help="timed repeats; the median is reported (7)")
+    parser.add_argument("--steps", type=positive_int, default=10,
+                        help="training steps per repeat, and warm-up steps (10)")
+    parser.add_argument("--markdown", action="store_true", help="also print tables to stderr")
     parser.add_argument("--only", choices=["all", "memory"], default="all",
                         help="'memory': only the predictive peak-memory part (no timings)")
-    parser.add_argument("--memory-n", type=int, nargs="+", default=[10_000, 40_000])
-    parser.add_argument("--memory-chunks", nargs="+", default=["default", "256", "1024"],
-                        help="chunk sizes for the memory part; 'default' = default_chunk_size")
+    parser.add_argument("--memory-n", type=positive_int, nargs="+", default=[10_000, 40_000],
+                        metavar="N", help="inputs N of the memory part (10000 40000)")
+    parser.add_argument("--memory-chunks", type=_chunk, nargs="+",
+                        default=["default", "256", "1024"], metavar="CHUNK",
+                        help="chunk sizes of the memory part, each a positive integer or "
+                        "'default' (= default_chunk_size); three runs per N by default: "
+                        "default, 256, 1024")
     parser.add_argument("--memory-child", nargs=2, metavar=("N", "CHUNK"), help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.memory_child:
         n, chunk = args.memory_child
@@ -366,10 +394,10 @@ def main(argv=None) -> int:
             r = predictive_memory_child(int(n), None if chunk == "default" else int(chunk))
         print(json.dumps(r))
         return 0
-    for chunk in args.memory_chunks:
-        if chunk != "default" and not (chunk.isdigit() and int(chunk) > 0):
-            parser.error(f"--memory-chunks: 'default' or a positive int, got {chunk!r}")
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:
+        parser.error(f"--device: {err}")
     if args.only == "memory":
         memory = predictive_memory(args.memory_n, args.memory_chunks)
         report = {"date": datetime.date.today().isoformat(),
@@ -406,6 +434,8 @@ def main(argv=None) -> int:
                                     "x_deterministic": round(ms / baseline, 2)})
                     print(json.dumps(results[-1]), file=sys.stderr, flush=True)
         predictive = predictive_ms(device, max(3, args.repeats // 2))
+        print(json.dumps({"posterior_predictive_S100_N10000_784-400-400-10_ms":
+                          round(predictive, 1)}), file=sys.stderr, flush=True)
     memory = predictive_memory(args.memory_n, args.memory_chunks)
     report = {
         "date": datetime.date.today().isoformat(),
@@ -447,5 +477,17 @@ def memory_markdown(memory: dict) -> str:
     return "\n".join(lines)
 
 
+def cli(argv=None) -> int:
+    """``main`` with a failed memory child or Ctrl-C reported in one line."""
+    try:
+        return main(argv)
+    except MemoryChildError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

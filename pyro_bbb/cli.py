@@ -80,6 +80,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .argtypes import positive_float, positive_int
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import (
     ExperimentConfig,
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue the run in RUN_DIR from its checkpoint.pt to the spec's "
                      "epochs, then evaluate (a finished run is re-evaluated); without SPEC the "
                      "run's own saved spec is used")
-    run.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
+    run.add_argument("--checkpoint-every", type=positive_int, metavar="N",
                      help="rewrite RUN_DIR/checkpoint.pt every N epochs (default: "
                      "[training] checkpoint_every, else at the first epoch end a minute after "
                      "the previous checkpoint); there is always one at the end")
@@ -156,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", type=Path, help="folder for comparison.csv/.json, "
                      "loo_compare.csv/.json/.png, bands.png, fs_rhat.png and meta.json "
                      "(default runs/<name>-<YYYYmmdd-HHMMSS>)")
-    cmp.add_argument("--num-samples", type=_positive_int, metavar="S",
+    cmp.add_argument("--num-samples", type=positive_int, metavar="S",
                      help="posterior draws per method (default: the spec's)")
     cmp.add_argument("--no-progress", action="store_true",
                      help="no progress bar per method (training steps, epochs, NUTS iterations)")
@@ -170,11 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     uci.add_argument("--splits", nargs="+", type=int, metavar="K", help="splits (default all)")
     uci.add_argument("--methods", nargs="+", default=["bbb"], metavar="NAME",
                      help="methods (default bbb): bbb normal delta deterministic dropout ...")
-    uci.add_argument("--epochs", type=_positive_int, metavar="N",
+    uci.add_argument("--epochs", type=positive_int, metavar="N",
                      help="training epochs (default n_epochs.txt × --epoch-multiplier)")
-    uci.add_argument("--epoch-multiplier", type=_positive_int, default=10, metavar="M",
+    uci.add_argument("--epoch-multiplier", type=positive_int, default=10, metavar="M",
                      help="default epochs = n_epochs.txt × M (10, as Gal & Ghahramani)")
-    uci.add_argument("--num-samples", type=_positive_int, default=100, metavar="S",
+    uci.add_argument("--num-samples", type=positive_int, default=100, metavar="S",
                      help="posterior draws for the test predictions (100)")
     uci.add_argument("--noise", choices=["homoscedastic", "heteroscedastic"],
                      default="homoscedastic", help="one learned noise σ (the papers' model; "
@@ -194,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     dg = sub.add_parser("diagnose", help="ArviZ diagnostics of a run folder's posterior on its "
                         "training data: ppc.png, posterior.png, khat.png and the az.loo summary")
     _add_run_dir_options(dg, "diagnostics", "posterior (and prior) draws")
-    dg.add_argument("--max-points", type=_positive_int, default=2000, metavar="N",
+    dg.add_argument("--max-points", type=positive_int, default=2000, metavar="N",
                     help="use a random subset of at most N training points (2000), which keeps "
                     "classification data sets fast")
     dg.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
@@ -211,14 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--out", type=Path, metavar="DIR",
                     help="folder for prior_predictive.png (default runs/<name>-prior-"
                     "<YYYYmmdd-HHMMSS>; a file of the same name is replaced)")
-    pp.add_argument("--num-draws", type=_positive_int, metavar="N",
+    pp.add_argument("--num-draws", type=positive_int, metavar="N",
                     help="prior draws per model: functions drawn (default 20; the band uses at "
                     "least 1000) or networks per input (default 50)")
-    pp.add_argument("--compare-sigmas", type=_positive_float, nargs="*", metavar="SIGMA",
+    pp.add_argument("--compare-sigmas", type=positive_float, nargs="*", metavar="SIGMA",
                     help="σ of the Gaussian priors N(0, σ²) shown beside the spec's prior "
                     f"(default {' '.join(f'{s:g}' for s in DEFAULT_PRIOR_SIGMAS)}; none: only the "
                     "spec's prior)")
-    pp.add_argument("--num-inputs", type=_positive_int, default=500, metavar="N",
+    pp.add_argument("--num-inputs", type=positive_int, default=500, metavar="N",
                     help="classification: the first N training inputs (500)")
     _add_config_options(pp)
     _add_threads_option(pp)
@@ -231,23 +232,6 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
                         help="override a spec value, e.g. --set training.epochs=5 (repeatable)")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not (np.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 def _add_run_dir_options(parser: argparse.ArgumentParser, folder: str, draws: str) -> None:
     """RUN_DIR, --out (default RUN_DIR/<folder>) and --num-samples of a run-folder command."""
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
@@ -255,12 +239,12 @@ def _add_run_dir_options(parser: argparse.ArgumentParser, folder: str, draws: st
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help=f"folder for the PNG files (default RUN_DIR/{folder}; files of the "
                         "same name are replaced)")
-    parser.add_argument("--num-samples", type=_positive_int, metavar="S",
+    parser.add_argument("--num-samples", type=positive_int, metavar="S",
                         help=f"{draws} (default: the spec's evaluation.num_samples)")
 
 
 def _add_threads_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=_positive_int, metavar="N",
+    parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="CPU threads for torch (default: torch's choice); 1 is often "
                         "fastest for small networks or on a busy machine")
 

@@ -118,8 +118,8 @@ def test_prior_bad_input(tmp_path, cli_error):
     assert err.startswith("error: ")
     err = cli_error(["prior", toy, "--set", "network.nonsense=1"])
     assert err.startswith("error: ") and "nonsense" in err
-    assert "must be a positive number" in cli_error(["prior", toy, "--compare-sigmas", "0"])
-    assert "must be a positive number" in cli_error(["prior", toy, "--compare-sigmas",
+    assert "must be a positive finite number" in cli_error(["prior", toy, "--compare-sigmas", "0"])
+    assert "must be a positive finite number" in cli_error(["prior", toy, "--compare-sigmas",
                                                           "wide"])
     assert "must be a positive integer" in cli_error(["prior", toy, "--num-draws", "0"])
     a_file = tmp_path / "file"
