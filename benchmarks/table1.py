@@ -22,7 +22,8 @@ methods' data, network, epochs, batch size, lr, seed and dropout; not the data f
 a rerun with other settings into the same OUT stops with an error naming the differences
 before anything trains. An OUT without ``cells/`` that already holds ``table1.json``,
 ``table1.md`` or ``runs/`` (another tool's, or a results folder) is refused. The script prints
-and writes ``OUT/table1.json`` and ``OUT/table1.md`` (the README table).
+and writes ``OUT/table1.json`` and ``OUT/table1.md`` (the README table). Each cell records the
+hardware it trained on: the spec's device for BBB, the CPU for SGD and dropout.
 """
 
 from __future__ import annotations
@@ -248,7 +249,8 @@ def run_bbb(args, method: str, width: int) -> dict:
     return {"accuracy": m["accuracy"], "nll": m["nll"], "ece": m["ece"], "brier": m["brier"],
             "train_seconds": fitted.seconds, "epochs": t.epochs, "run_dir": str(run_dir),
             "curve": curve, "seconds_to_88": reached, "prior": config.prior.to_dict(),
-            "init_rho": config.guide.init_rho, "lr_schedule": t.lr_schedule}
+            "init_rho": config.guide.init_rho, "lr_schedule": t.lr_schedule,
+            "hardware": hardware_string(next(guide.parameters()).device)}
 
 
 def run_point_method(args, method: str, width: int) -> dict:
@@ -266,7 +268,8 @@ def run_point_method(args, method: str, width: int) -> dict:
     row = evaluate_draws(model, result.draws, data.x_train[:2000], data.x_test, data.y_test)
     return {"accuracy": row["accuracy"], "nll": row["nll"], "ece": row["ece"],
             "train_seconds": result.train_seconds, "epochs": config.training.epochs,
-            "dropout": args.dropout if method == "dropout" else 0.0}
+            "dropout": args.dropout if method == "dropout" else 0.0,
+            "hardware": hardware_string("cpu")}  # the point methods train on the CPU
 
 
 def markdown(cells: dict[str, dict], widths: list[int], methods: list[str]) -> str:

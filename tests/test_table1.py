@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from pyro_bbb.data import DEFAULT_FASHION_MNIST_ROOT
+from pyro_bbb.experiment import hardware_string
+from pyro_bbb.infer import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +46,8 @@ def test_every_cell_learns_and_is_reported(grid):
         assert cell["accuracy"] >= 0.6, name          # chance is 0.1
         assert cell["nll"] < math.log(10), name        # better than the uniform prediction
         assert 0 <= cell["ece"] < 0.5 and cell["epochs"] == 4
+        device = resolve_device("auto") if name.startswith("bbb") else "cpu"  # point methods: CPU
+        assert cell["hardware"] == hardware_string(device), name
     table = (out / "table1.md").read_text()
     for method, label in table1.LABELS.items():
         cell = cells[f"{method}_32"]
