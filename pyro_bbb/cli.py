@@ -80,7 +80,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .argtypes import positive_float, positive_int
+from .argtypes import int_at_least, positive_float, positive_int, seed
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import (
     ExperimentConfig,
@@ -139,9 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CSV: is line 1 a header? auto (default): yes iff a field is not a "
                     "number (a note says so)")
     pr.add_argument("--output", type=Path, help="CSV file to write (default: stdout)")
-    pr.add_argument("--num-samples", type=int, default=100, help="posterior samples (100)")
+    pr.add_argument("--num-samples", type=positive_int, default=100, help="posterior samples (100)")
     pr.add_argument("--level", type=float, default=0.95, help="interval level (0.95)")
-    pr.add_argument("--seed", type=int, default=0, help="seed of the posterior samples (0)")
+    pr.add_argument("--seed", type=seed, default=0, help="seed of the posterior samples (0)")
     _add_threads_option(pr)
 
     cmp = sub.add_parser("compare", help="compare inference methods on one spec's model and data; "
@@ -168,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "format: test RMSE and log-likelihood (original units), mean ± SE")
     uci.add_argument("--data-dir", type=Path, required=True, metavar="FOLDER",
                      help="dataset folder with data.txt, index_*.txt, n_*.txt")
-    uci.add_argument("--splits", nargs="+", type=int, metavar="K", help="splits (default all)")
+    uci.add_argument("--splits", nargs="+", type=int_at_least(0), metavar="K",
+                     help="splits (default all)")
     uci.add_argument("--methods", nargs="+", default=["bbb"], metavar="NAME",
                      help="methods (default bbb): bbb normal delta deterministic dropout ...")
     uci.add_argument("--epochs", type=positive_int, metavar="N",
@@ -180,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     uci.add_argument("--noise", choices=["homoscedastic", "heteroscedastic"],
                      default="homoscedastic", help="one learned noise σ (the papers' model; "
                      "default) or σ(x) from a second network output")
-    uci.add_argument("--seed", type=int, default=0, help="base seed; split k uses seed + k (0)")
+    uci.add_argument("--seed", type=seed, default=0, help="base seed; split k uses seed + k (0)")
     uci.add_argument("--out", type=Path, help="folder for uci_splits.csv, uci_summary.csv and "
                      "uci.json (must not exist or be empty)")
     _add_threads_option(uci)
@@ -198,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--max-points", type=positive_int, default=2000, metavar="N",
                     help="use a random subset of at most N training points (2000), which keeps "
                     "classification data sets fast")
-    dg.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+    dg.add_argument("--seeds", type=seed, nargs="+", metavar="SEED",
                     help="also refit the spec from these seeds (≥ 2; the spec's training "
                     "settings, all training data) and draw fs_rhat_seeds.png: R-hat of the "
                     "predictions across the fits as chains, and (1-D regression) "

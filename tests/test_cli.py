@@ -398,3 +398,17 @@ def test_console_process_exits_2_without_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: spec file not found")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "RUN", "--input", "x.npy", "--seed", "-1"],
+     "--seed: must be an integer >= 0, got -1"),
+    (["predict", "RUN", "--input", "x.npy", "--num-samples", "0"],
+     "--num-samples: must be a positive integer, got 0"),
+    (["uci", "--data-dir", "D", "--splits", "-1"], "--splits: must be an integer >= 0, got -1"),
+    (["uci", "--data-dir", "D", "--seed", "4294967296"],
+     "--seed: must be an integer in [0, 2**32), got 4294967296"),
+    (["diagnose", "RUN", "--seeds", "0", "x"], "--seeds: must be an integer >= 0, got 'x'"),
+])
+def test_counts_and_seeds_are_checked_when_the_command_line_is_read(cli_error, argv, message):
+    assert message in cli_error(argv)
