@@ -53,7 +53,7 @@ from pyro_bbb.experiment import (
     write_run,
 )
 from pyro_bbb.guide import MeanFieldGuide
-from pyro_bbb.infer import fit
+from pyro_bbb.infer import NonFiniteLossError, fit
 from pyro_bbb.infer.methods import run_deterministic, run_mc_dropout
 from pyro_bbb.predict import predictive_accuracy
 
@@ -333,9 +333,13 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``main`` with Ctrl-C reported in one line (exit status 130): finished cells are kept."""
+    """``main`` with a diverged training (exit status 1) and Ctrl-C (130) reported in one line;
+    finished cells are kept."""
     try:
         return main(argv)
+    except NonFiniteLossError as err:  # a diverged training: its message says what to change
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted: the finished cells are kept in OUT/cells; the same command "
               "continues from there", file=sys.stderr)

@@ -26,7 +26,7 @@ from pyro_bbb.argtypes import number_in, positive_int
 from pyro_bbb.config import apply_overrides, load_config
 from pyro_bbb.experiment import build_model, hardware_string, json_safe, load_data
 from pyro_bbb.guide import MeanFieldGuide
-from pyro_bbb.infer import fit, resolve_device
+from pyro_bbb.infer import NonFiniteLossError, fit, resolve_device
 from pyro_bbb.predict import predictive_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,9 +130,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``main`` with Ctrl-C reported in one line (exit status 130)."""
+    """``main`` with a diverged training (exit status 1) and Ctrl-C (130) reported in one line."""
     try:
         return main(argv)
+    except NonFiniteLossError as err:  # a diverged training: its message says what to change
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted: nothing was written (the curve is written at the end)",
               file=sys.stderr)

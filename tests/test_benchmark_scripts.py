@@ -233,6 +233,24 @@ def test_table1_ctrl_c_is_one_line_and_leaves_no_partial_cell(scripts, tmp_path,
     assert list((out / "cells").iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["table1", "time_to_accuracy"])
+def test_a_diverged_training_is_one_line(scripts, tmp_path, tiny_spec, capsys, name):
+    """A learning rate that makes the loss non-finite ends in the training's own message (what
+    to change), exit status 1, without a traceback."""
+    if name == "table1":
+        argv = [*TABLE1_BASE, "--lr", "1e12", "--out", str(tmp_path / "out")]
+    else:
+        spec = tmp_path / "diverging.toml"
+        spec.write_text(tiny_spec.read_text().replace("epochs = 1\n", "epochs = 1\nlr = 1e30\n"))
+        argv = ["--spec", str(spec), "--max-epochs", "1"]
+    capsys.readouterr()
+    assert scripts[name].cli(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and ("diverged" in last or "non-finite" in last), last
+
+
 # --- time_to_accuracy.py -----------------------------------------------------------------------
 
 
