@@ -21,7 +21,9 @@ seed all agents meet the same mushrooms and coins) and writes to DIR:
   regrets, wall time per agent, whether BBB's final regret is below every greedy/ε-greedy
   agent's for each seed (the issue's target), settings, hardware and date.
 
-Prints the JSON summary (everything but the curves). Torch runs single-threaded. Cost on a
+Ctrl-C stops the run and still writes these for the agents that finished every seed (the JSON
+says where it stopped; exit status 130). Prints the JSON summary (everything but the curves).
+Torch runs single-threaded. Cost on a
 shared 2-core CPU at one update per interaction: about 3.5–5 ms per interaction for BBB and
 0.5–0.9 ms for each greedy agent, so 50,000 steps × 3 seeds take about 15–20 minutes.
 """
@@ -83,11 +85,13 @@ def plot(t: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str) -
     save_figure(regret_curve_figure(t, curves, title), path, dpi=130)
 
 
-def play(data, steps: int, seeds, agents, progress: bool = False, final_agents: dict | None = None
-         ) -> tuple[ExperimentResult, dict[str, list[BanditRun]]]:
+def play(data, steps: int, seeds, agents, progress: bool = False, final_agents: dict | None = None,
+         stopped: dict | None = None) -> tuple[ExperimentResult, dict[str, list[BanditRun]]]:
     """``pyro_bbb.bandits.run_experiment`` (same agents, seeds, streams and order), also returning
     every ``BanditRun`` (its actions feed ``action_rate_figure``); ``final_agents`` (a dict) gets
-    each agent as it ends the last seed's run."""
+    each agent as it ends the last seed's run. With ``stopped`` (a dict), Ctrl-C ends the play
+    instead of raising: only the agents that finished every seed are returned, and ``stopped``
+    gets the agent and seed that were running."""
     seeds = [int(s) for s in seeds]
     result = ExperimentResult(steps, seeds)
     runs: dict[str, list[BanditRun]] = {}
@@ -96,6 +100,7 @@ def play(data, steps: int, seeds, agents, progress: bool = False, final_agents: 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps * len(seeds) * len(agents), unit="step", smoothing=0.05)
+    name, seed = next(iter(agents), None), None
     try:
         for name, factory in agents.items():
             runs[name] = []
@@ -109,6 +114,13 @@ def play(data, steps: int, seeds, agents, progress: bool = False, final_agents: 
                     final_agents[name] = agent
             result.cumulative_regret[name] = np.stack([r.cumulative_regret for r in runs[name]])
             result.seconds[name] = [r.seconds for r in runs[name]]
+    except KeyboardInterrupt:
+        if stopped is None:
+            raise
+        stopped.update(agent=name, seed=seed)
+        runs = {k: v for k, v in runs.items() if k in result.cumulative_regret}
+        for k in [k for k in final_agents or {} if k not in runs]:
+            del final_agents[k]  # an unfinished agent's is not its final state
     finally:
         if bar is not None:
             bar.close()
@@ -222,9 +234,12 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     start = time.perf_counter()
     last_agents: dict = {}
+    stopped: dict = {}
     result, runs = play(data, args.steps, args.seeds, agents, progress=not args.no_progress,
-                        final_agents=last_agents)
+                        final_agents=last_agents, stopped=stopped)
     wall = time.perf_counter() - start
+    if stopped and not runs:
+        raise KeyboardInterrupt  # no agent finished every seed: nothing to write
 
     final = result.final_regret()
     grid = curve_steps(args.steps, args.points)
@@ -252,6 +267,9 @@ def main(argv: list[str] | None = None) -> dict:
                         for k, v in result.seconds.items()},
         "wall_seconds": round(wall, 1),
     }
+    if stopped:
+        summary["interrupted"] = (f"Ctrl-C during {stopped['agent']}, seed {stopped['seed']}: "
+                                  f"only {', '.join(runs)} finished every seed")
     curves = {
         "steps": grid.tolist(),
         "cumulative_regret": {k: v[:, grid - 1].round(1).tolist()
@@ -282,9 +300,12 @@ def main(argv: list[str] | None = None) -> dict:
 def cli(argv: list[str] | None = None) -> int:
     """``main`` with Ctrl-C reported in one line (exit status 130)."""
     try:
-        main(argv)
+        summary = main(argv)
     except KeyboardInterrupt:
-        print("\ninterrupted: nothing was written (the results are written at the end)",
+        print("\ninterrupted: nothing was written", file=sys.stderr)
+        return 130
+    if "interrupted" in summary:
+        print(f"interrupted ({summary['interrupted']}): their results are written",
               file=sys.stderr)
         return 130
     return 0

@@ -373,6 +373,32 @@ def test_bandit_ctrl_c_is_one_line(scripts, tmp_path, capsys, monkeypatch):
     assert "interrupted" in err and "Traceback" not in err
 
 
+def test_bandit_ctrl_c_writes_the_agents_that_finished_every_seed(scripts, tmp_path, capsys,
+                                                                   monkeypatch):
+    bandit = scripts["bandit"]
+    real_run = bandit.run_bandit
+    calls = []
+
+    def run_then_interrupt(agent, *args, **kwargs):  # Ctrl-C in the second agent's first seed
+        calls.append(agent)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_run(agent, *args, **kwargs)
+
+    monkeypatch.setattr(bandit, "run_bandit", run_then_interrupt)
+    out = tmp_path / "out"
+    argv = ["--data", str(MUSHROOM), "--steps", "20", "--seeds", "0", "1", "--agents", "Greedy",
+            "Oracle", "--points", "10", "--no-progress", "--out", str(out)]
+    assert bandit.cli(argv) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Ctrl-C during Oracle, seed 0" in err
+    saved = json.loads((out / "bandit.json").read_text())
+    assert list(saved["final_regret"]) == ["Greedy"] and len(saved["final_regret"]["Greedy"]) == 2
+    assert list(saved["curves"]["cumulative_regret"]) == ["Greedy"]
+    assert saved["interrupted"].startswith("Ctrl-C during Oracle, seed 0: only Greedy finished")
+    assert (out / "bandit_regret.png").is_file() and (out / "bandit_action_rates.png").is_file()
+
+
 # --- pruning.py --------------------------------------------------------------------------------
 
 
