@@ -13,6 +13,8 @@ seeded with ``--seed`` (the same draws for every p; seed 0 and 100 samples repro
 NLL, ECE, kept weights, dense and sparse bytes; the target check; hardware and date) and writes
 it to OUT/pruning.json with the figures OUT/snr_histogram.png and OUT/pruning_curve.png. An OUT
 that already holds any of these (or a training_run/ when training) is refused, never overwritten.
+Ctrl-C during the evaluation writes the proportions done so far (exit status 130) and names the
+command that evaluates the trained checkpoint without training again.
 """
 
 from __future__ import annotations
@@ -160,15 +162,25 @@ def main(argv: list[str] | None = None) -> int:
                          f"{describe_spec(model.spec())} takes {model.input_size}")
 
     evaluated = time.perf_counter()
-    rows = []
-    for proportion in args.proportions:  # one at a time, for progress: the same rows (each
-        # proportion's draws come from a generator seeded afresh with --seed)
-        rows += pruning.pruning_curve(model, guide, x, y, [proportion], num_samples=num_samples,
-                                      include_biases=args.include_biases, seed=args.seed)
-        if not args.no_progress:
-            print(f"{proportion:g} removed: test accuracy {rows[-1]['accuracy']:.4f} "
-                  f"({time.perf_counter() - evaluated:.0f} s of evaluation)", file=sys.stderr,
-                  flush=True)
+    rows, interrupted = [], None
+    try:
+        for proportion in args.proportions:  # one at a time, for progress: the same rows (each
+            # proportion's draws come from a generator seeded afresh with --seed)
+            rows += pruning.pruning_curve(model, guide, x, y, [proportion],
+                                          num_samples=num_samples,
+                                          include_biases=args.include_biases, seed=args.seed)
+            if not args.no_progress:
+                print(f"{proportion:g} removed: test accuracy {rows[-1]['accuracy']:.4f} "
+                      f"({time.perf_counter() - evaluated:.0f} s of evaluation)",
+                      file=sys.stderr, flush=True)
+    except KeyboardInterrupt:  # keep what is done: the trained model, the rows so far
+        again = f"python benchmarks/pruning.py --checkpoint {source}"
+        if not rows:
+            print(f"\ninterrupted before the first proportion was evaluated; `{again}` "
+                  "evaluates the model", file=sys.stderr)
+            return 130
+        interrupted = (f"Ctrl-C after {len(rows)} of {len(args.proportions)} proportions; "
+                       f"`{again}` evaluates them all")
     seconds_eval = time.perf_counter() - evaluated
     by_p = {row["proportion"]: row for row in rows}
     target = None
@@ -215,9 +227,14 @@ def main(argv: list[str] | None = None) -> int:
         "pyro_bbb_version": __version__,
         "command": " ".join(["python", "benchmarks/pruning.py", *argv]),
     }
+    if interrupted:
+        report["interrupted"] = interrupted
     text = json.dumps(json_safe(report), indent=2, allow_nan=False)
     (out / "pruning.json").write_text(text + "\n")
     print(text)
+    if interrupted:
+        print(f"interrupted ({interrupted}): the rows so far are written", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -464,6 +464,30 @@ def test_pruning_never_overwrites_earlier_results(scripts, checkpoints, tmp_path
     assert snapshot(out) == before
 
 
+def test_pruning_ctrl_c_writes_the_proportions_done(scripts, checkpoints, tmp_path, capsys,
+                                                    monkeypatch):
+    module = scripts["pruning"]
+    real_curve = module.pruning.pruning_curve
+    calls = []
+
+    def curve_then_interrupt(*args, **kwargs):  # Ctrl-C during the second proportion
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_curve(*args, **kwargs)
+
+    monkeypatch.setattr(module.pruning, "pruning_curve", curve_then_interrupt)
+    out = tmp_path / "out"
+    argv = ["--smoke", "--checkpoint", str(checkpoints["classifier"]), "--proportions", "0",
+            "0.5", "0.9", "--no-progress", "--out", str(out)]
+    assert module.cli(argv) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Ctrl-C after 1 of 3 proportions" in err
+    saved = json.loads((out / "pruning.json").read_text())
+    assert [row["proportion"] for row in saved["rows"]] == [0.0]
+    assert f"--checkpoint {checkpoints['classifier']}" in saved["interrupted"]
+
+
 def test_pruning_reports_progress_per_proportion_with_the_same_rows(scripts, checkpoints,
                                                                     tmp_path, capsys):
     from pyro_bbb import pruning
