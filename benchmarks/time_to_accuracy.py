@@ -8,7 +8,8 @@ Trains the spec (784-400-400-10 BBB by default) with ``fit`` one epoch at a time
 measures test accuracy of a 10-draw posterior predictive. Reports the training seconds summed
 over the epochs up to the first one at or above ``--target`` (evaluation time excluded), the
 epoch, and the whole curve, as JSON (printed, and written to ``--out`` when given: a new file;
-an existing one is never replaced).
+an existing one is never replaced). Ctrl-C after the first epoch still reports the curve so far
+(exit status 130).
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             raise _Reached
 
     t = config.training
+    interrupted = None
     try:
         fit(model, guide, data.x_train, data.y_train, epochs=t.epochs, batch_size=t.batch_size,
             lr=t.lr, num_particles=t.num_particles, kl_weighting=t.kl_weighting,
@@ -109,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             lr_schedule=t.lr_schedule, cuda_graph=t.cuda_graph)
     except _Reached:
         pass
+    except KeyboardInterrupt:  # keep the epochs done
+        if not curve:
+            raise
+        interrupted = f"Ctrl-C in epoch {curve[-1]['epoch'] + 1}: the curve up to then"
     reached = curve[-1]["test_accuracy"] >= args.target
     result = {"spec": str(args.spec), "target": args.target, "reached": reached,
               "epochs": curve[-1]["epoch"],
@@ -116,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
               "curve": curve, "device": str(next(guide.parameters()).device),
               "hardware": hardware_string(next(guide.parameters()).device),
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if interrupted:
+        result["interrupted"] = interrupted
     text = json.dumps(json_safe(result), indent=1)
     print(text)
     if args.out is not None:
@@ -126,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: could not write --out {args.out} ({err}); the JSON is printed above",
                   file=sys.stderr)
             return 1
+    if interrupted:
+        print(f"interrupted ({interrupted} is in the JSON above)", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -137,7 +148,7 @@ def cli(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\ninterrupted: nothing was written (the curve is written at the end)",
+        print("\ninterrupted before the first epoch ended: nothing was written",
               file=sys.stderr)
         return 130
 

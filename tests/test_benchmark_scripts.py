@@ -299,6 +299,29 @@ def test_time_to_accuracy_cuda_without_a_gpu_is_refused_before_loading(scripts, 
                 "no CUDA device")
 
 
+def test_time_to_accuracy_ctrl_c_reports_the_epochs_done(scripts, tiny_spec, tmp_path, capsys,
+                                                         monkeypatch):
+    module = scripts["time_to_accuracy"]
+    real_accuracy = module.predictive_accuracy
+    calls = []
+
+    def accuracy_then_interrupt(*args, **kwargs):  # Ctrl-C at the end of the second epoch
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_accuracy(*args, **kwargs)
+
+    monkeypatch.setattr(module, "predictive_accuracy", accuracy_then_interrupt)
+    out = tmp_path / "curve.json"
+    argv = ["--spec", str(tiny_spec), "--max-epochs", "3", "--target", "1", "--out", str(out)]
+    assert module.cli(argv) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "interrupted (Ctrl-C in epoch 2" in err
+    saved = json.loads(out.read_text())
+    assert [c["epoch"] for c in saved["curve"]] == [1] and saved["reached"] is False
+    assert saved["interrupted"].startswith("Ctrl-C in epoch 2")
+
+
 # --- bandit.py ---------------------------------------------------------------------------------
 
 BANDIT_BASE = ["--steps", "20", "--seeds", "0", "--agents", "Greedy", "--points", "10",
