@@ -634,14 +634,28 @@ def _compare(args) -> int:
     print(f"comparing {', '.join(methods)} on {config.name} ({model!r}) → {out}", flush=True)
     start = time.perf_counter()
 
+    rows: list[dict] = []
+
     def report(name, row):
+        rows.append(row)
         print(f"  {name}: trained in {row['train_seconds']:.1f} s", flush=True)
 
-    comparison = run_comparison(
-        model, data.x_train, data.y_train, data.x_test, data.y_test, methods,
-        options=spec.options, num_samples=num_samples, level=config.evaluation.level,
-        num_bins=config.evaluation.num_bins, seed=config.seed, on_result=report,
-        progress=not args.no_progress)
+    try:
+        comparison = run_comparison(
+            model, data.x_train, data.y_train, data.x_test, data.y_test, methods,
+            options=spec.options, num_samples=num_samples, level=config.evaluation.level,
+            num_bins=config.evaluation.num_bins, seed=config.seed, on_result=report,
+            progress=not args.no_progress)
+    except KeyboardInterrupt:  # keep the methods that finished: their rows of the table
+        if not rows:
+            raise
+        import pandas
+
+        files = write_table(pandas.DataFrame(rows).set_index("method"), out)
+        print(f"interrupted: wrote the rows of {', '.join(r['method'] for r in rows)} "
+              f"({', '.join(sorted(p.name for p in files.values()))}) to {out}",
+              file=sys.stderr)
+        return 130
     seconds = time.perf_counter() - start
     table = comparison.table
     out.mkdir(parents=True, exist_ok=True)
@@ -696,14 +710,27 @@ def _uci(args) -> int:
     print(f"UCI benchmark on {args.data_dir}: {', '.join(args.methods)}, {args.noise} noise",
           flush=True)
 
+    rows: list[dict] = []
+
     def report(row):
+        rows.append(row)
         print(f"  {row['method']} split {row['split']}: RMSE {row['rmse']:.4g}, test LL "
               f"{row['test_ll']:.4g} ({row['train_seconds']:.1f} s)", flush=True)
 
     start = time.perf_counter()
-    table = run_uci(args.data_dir, splits=args.splits, methods=args.methods, epochs=args.epochs,
-                    epoch_multiplier=args.epoch_multiplier, num_samples=args.num_samples,
-                    noise=args.noise, seed=args.seed, on_row=report)
+    interrupted = None
+    try:
+        table = run_uci(args.data_dir, splits=args.splits, methods=args.methods,
+                        epochs=args.epochs, epoch_multiplier=args.epoch_multiplier,
+                        num_samples=args.num_samples, noise=args.noise, seed=args.seed,
+                        on_row=report)
+    except KeyboardInterrupt:  # keep the (method, split) rows that finished
+        if not rows or out is None:
+            raise
+        import pandas
+
+        table = pandas.DataFrame(rows)
+        interrupted = f"Ctrl-C after {len(rows)} (method, split) rows"
     seconds = time.perf_counter() - start
     summary = summarize(table)
     print(format_summary(summary))
@@ -719,8 +746,14 @@ def _uci(args) -> int:
                 "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "summary": summary.to_dict(orient="records"),
                 "splits": table.to_dict(orient="records")}
+        if interrupted:
+            meta["interrupted"] = interrupted
         (out / "uci.json").write_text(json.dumps(json_safe(meta), indent=2) + "\n")
         print(f"wrote uci_splits.csv, uci_summary.csv, uci.json to {out}")
+    if interrupted:
+        print(f"interrupted ({interrupted}): the summary above is of those rows only",
+              file=sys.stderr)
+        return 130
     return 0
 
 

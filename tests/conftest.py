@@ -60,3 +60,22 @@ def cli_error(capsys):
         return err
 
     return run
+
+
+@pytest.fixture
+def interrupt_at_call():
+    """``interrupt_at_call(real, n)``: ``real``, except that its n-th call raises
+    KeyboardInterrupt (a Ctrl-C at that point of a run)."""
+
+    def wrap(real, n: int):
+        calls = []
+
+        def wrapper(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    return wrap

@@ -300,18 +300,11 @@ def test_time_to_accuracy_cuda_without_a_gpu_is_refused_before_loading(scripts, 
 
 
 def test_time_to_accuracy_ctrl_c_reports_the_epochs_done(scripts, tiny_spec, tmp_path, capsys,
-                                                         monkeypatch):
+                                                         monkeypatch, interrupt_at_call):
     module = scripts["time_to_accuracy"]
-    real_accuracy = module.predictive_accuracy
-    calls = []
-
-    def accuracy_then_interrupt(*args, **kwargs):  # Ctrl-C at the end of the second epoch
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_accuracy(*args, **kwargs)
-
-    monkeypatch.setattr(module, "predictive_accuracy", accuracy_then_interrupt)
+    # Ctrl-C at the end of the second epoch
+    monkeypatch.setattr(module, "predictive_accuracy",
+                        interrupt_at_call(module.predictive_accuracy, 2))
     out = tmp_path / "curve.json"
     argv = ["--spec", str(tiny_spec), "--max-epochs", "3", "--target", "1", "--out", str(out)]
     assert module.cli(argv) == 130
@@ -397,18 +390,10 @@ def test_bandit_ctrl_c_is_one_line(scripts, tmp_path, capsys, monkeypatch):
 
 
 def test_bandit_ctrl_c_writes_the_agents_that_finished_every_seed(scripts, tmp_path, capsys,
-                                                                   monkeypatch):
+                                                                   monkeypatch, interrupt_at_call):
     bandit = scripts["bandit"]
-    real_run = bandit.run_bandit
-    calls = []
-
-    def run_then_interrupt(agent, *args, **kwargs):  # Ctrl-C in the second agent's first seed
-        calls.append(agent)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_run(agent, *args, **kwargs)
-
-    monkeypatch.setattr(bandit, "run_bandit", run_then_interrupt)
+    # Ctrl-C in the second agent's first seed
+    monkeypatch.setattr(bandit, "run_bandit", interrupt_at_call(bandit.run_bandit, 3))
     out = tmp_path / "out"
     argv = ["--data", str(MUSHROOM), "--steps", "20", "--seeds", "0", "1", "--agents", "Greedy",
             "Oracle", "--points", "10", "--no-progress", "--out", str(out)]
@@ -488,18 +473,11 @@ def test_pruning_never_overwrites_earlier_results(scripts, checkpoints, tmp_path
 
 
 def test_pruning_ctrl_c_writes_the_proportions_done(scripts, checkpoints, tmp_path, capsys,
-                                                    monkeypatch):
+                                                    monkeypatch, interrupt_at_call):
     module = scripts["pruning"]
-    real_curve = module.pruning.pruning_curve
-    calls = []
-
-    def curve_then_interrupt(*args, **kwargs):  # Ctrl-C during the second proportion
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_curve(*args, **kwargs)
-
-    monkeypatch.setattr(module.pruning, "pruning_curve", curve_then_interrupt)
+    # Ctrl-C during the second proportion
+    monkeypatch.setattr(module.pruning, "pruning_curve",
+                        interrupt_at_call(module.pruning.pruning_curve, 2))
     out = tmp_path / "out"
     argv = ["--smoke", "--checkpoint", str(checkpoints["classifier"]), "--proportions", "0",
             "0.5", "0.9", "--no-progress", "--out", str(out)]

@@ -223,6 +223,26 @@ def test_classification_columns():
     assert (table["accuracy"] > 0.8).all()
 
 
+def test_compare_ctrl_c_writes_the_methods_that_finished(tmp_path, capsys, monkeypatch,
+                                                         interrupt_at_call):
+    import pyro_bbb.compare as compare_module
+
+    # Ctrl-C in the second method
+    monkeypatch.setattr(compare_module, "run_method",
+                        interrupt_at_call(compare_module.run_method, 2))
+    small = tmp_path / "tiny.toml"
+    small.write_text(
+        'name = "tiny"\n[data]\nkind = "toy_regression"\nnum_points = 20\nnum_test = 30\n'
+        '[network]\nhidden_sizes = [4]\n[likelihood]\nkind = "gaussian"\nnoise = 0.05\n'
+        '[compare]\nmethods = ["deterministic", "delta"]\nnum_samples = 8\n'
+        '[compare.deterministic]\nepochs = 20\n[compare.delta]\nsteps = 20\n')
+    out = tmp_path / "out"
+    assert main(["compare", str(small), "--out", str(out), "--no-progress"]) == 130
+    assert "interrupted: wrote the rows of deterministic" in capsys.readouterr().err
+    table = pandas.read_csv(out / "comparison.csv", index_col="method")
+    assert list(table.index) == ["deterministic"] and "rmse" in table.columns
+
+
 def test_compare_spec_and_cli(tmp_path, capsys):
     spec = load_compare_spec(MODELS / "compare_toy.toml")
     assert set(spec.methods) == {"bbb", "bbb_mixture", "nuts", "normal", "delta", "dropout",

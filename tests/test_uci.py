@@ -88,6 +88,23 @@ def test_cli_table_and_files(tmp_path, capsys):
     assert {"command", "hardware", "date", "seconds", "summary", "splits"} <= set(meta)
 
 
+def test_cli_ctrl_c_writes_the_rows_that_finished(tmp_path, capsys, monkeypatch,
+                                                  interrupt_at_call):
+    import pyro_bbb.uci as uci
+
+    # Ctrl-C in the second (method, split)
+    monkeypatch.setattr(uci, "run_method", interrupt_at_call(uci.run_method, 2))
+    folder = write_folder(tmp_path / "synthetic")
+    out = tmp_path / "out"
+    status = main(["uci", "--data-dir", str(folder), "--splits", "0", "1", "--epochs", "5",
+                   "--num-samples", "10", "--out", str(out)])
+    assert status == 130
+    assert "interrupted (Ctrl-C after 1 (method, split) rows)" in capsys.readouterr().err
+    assert list(pd.read_csv(out / "uci_splits.csv")["split"]) == [0]
+    meta = json.loads((out / "uci.json").read_text())
+    assert meta["interrupted"].startswith("Ctrl-C after 1") and len(meta["splits"]) == 1
+
+
 def test_cli_bad_folder(tmp_path, capsys):
     assert main(["uci", "--data-dir", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith("error: UCI data folder not found")
