@@ -182,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                      default="homoscedastic", help="one learned noise σ (the papers' model; "
                      "default) or σ(x) from a second network output")
     uci.add_argument("--seed", type=seed, default=0, help="base seed; split k uses seed + k (0)")
-    uci.add_argument("--out", type=Path, help="folder for uci_splits.csv, uci_summary.csv and "
-                     "uci.json (must not exist or be empty)")
+    uci.add_argument("--out", type=Path, help="folder for uci_splits.csv, uci_summary.csv, "
+                     "uci.json and uci_splits.png (must not exist or be empty)")
     _add_threads_option(uci)
 
     fg = sub.add_parser("figures", help="draw every figure that applies to a run folder: "
@@ -702,7 +702,9 @@ def _uci(args) -> int:
     from datetime import datetime, timezone
 
     from .experiment import hardware_string, json_safe
+    from .plots import save_figure
     from .uci import format_summary, run_uci, summarize
+    from .uci_plots import uci_figure
 
     out = args.out
     if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -749,7 +751,10 @@ def _uci(args) -> int:
         if interrupted:
             meta["interrupted"] = interrupted
         (out / "uci.json").write_text(json.dumps(json_safe(meta), indent=2) + "\n")
-        print(f"wrote uci_splits.csv, uci_summary.csv, uci.json to {out}")
+        save_figure(uci_figure(table, title=f"{Path(args.data_dir).name}: {args.noise} noise; "
+                               "dots = splits, black = mean ± standard error"),
+                    out / "uci_splits.png")
+        print(f"wrote uci_splits.csv, uci_summary.csv, uci.json, uci_splits.png to {out}")
     if interrupted:
         print(f"interrupted ({interrupted}): the summary above is of those rows only",
               file=sys.stderr)

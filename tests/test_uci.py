@@ -86,6 +86,42 @@ def test_cli_table_and_files(tmp_path, capsys):
     assert summary.loc[0, "rmse_mean"] == pytest.approx(rows.loc[0, "rmse"])
     meta = json.loads((out / "uci.json").read_text())
     assert {"command", "hardware", "date", "seconds", "summary", "splits"} <= set(meta)
+    figure = (out / "uci_splits.png").read_bytes()
+    assert figure.startswith(b"\x89PNG") and len(figure) > 5_000
+
+
+def test_uci_figure_shows_every_split_and_the_mean_with_its_standard_error():
+    from pyro_bbb.uci_plots import uci_figure
+
+    table = pd.DataFrame({"method": ["bbb"] * 3 + ["dropout"] * 2, "split": [0, 1, 2, 0, 1],
+                          "rmse": [3.0, 4.0, 5.0, 2.0, 2.5],
+                          "test_ll": [-2.5, -2.6, -2.9, -2.4, -2.45],
+                          "train_seconds": [1.0] * 5})
+    fig = uci_figure(table)
+    ll_ax, rmse_ax = fig.axes
+    assert [t.get_text() for t in rmse_ax.get_xticklabels()] == ["bbb", "dropout"]
+    for ax, column in ((ll_ax, "test_ll"), (rmse_ax, "rmse")):
+        dots = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections
+                               if type(c).__name__ == "PathCollection"])
+        np.testing.assert_allclose(sorted(dots), sorted(table[column]))
+        groups = table.groupby("method", sort=False)[column]
+        means = [bar.lines[0].get_ydata()[0] for bar in ax.containers]  # one errorbar per method
+        np.testing.assert_allclose(means, groups.mean().to_numpy())
+        low, high = ax.containers[0].lines[2][0].get_segments()[0][:, 1]  # bbb's ± SE bar
+        assert high - low == pytest.approx(2 * groups.std(ddof=1).iloc[0] / math.sqrt(3))
+
+
+@pytest.mark.parametrize("table, message", [
+    (pd.DataFrame({"method": ["a"], "rmse": [1.0]}), "no column split, test_ll, train_seconds"),
+    (pd.DataFrame(columns=["method", "split", "rmse", "test_ll", "train_seconds"]), "no rows"),
+    (pd.DataFrame({"method": ["a"], "split": [3], "rmse": [float("nan")], "test_ll": [0.0],
+                   "train_seconds": [1.0]}), "non-finite rmse or test_ll in .*'split': 3"),
+])
+def test_uci_figure_names_a_bad_table(table, message):
+    from pyro_bbb.uci_plots import uci_figure
+
+    with pytest.raises(ValueError, match=message):
+        uci_figure(table)
 
 
 def test_cli_ctrl_c_writes_the_rows_that_finished(tmp_path, capsys, monkeypatch,
