@@ -80,7 +80,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .argtypes import int_at_least, positive_float, positive_int, seed
+from .argtypes import int_at_least, number_in, positive_float, positive_int, seed
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import (
     ExperimentConfig,
@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "number (a note says so)")
     pr.add_argument("--output", type=Path, help="CSV file to write (default: stdout)")
     pr.add_argument("--num-samples", type=positive_int, default=100, help="posterior samples (100)")
-    pr.add_argument("--level", type=float, default=0.95, help="interval level (0.95)")
+    pr.add_argument("--level", type=number_in(0.0, 1.0), default=0.95,
+                    help="central interval level, in (0, 1) (0.95)")
     pr.add_argument("--seed", type=seed, default=0, help="seed of the posterior samples (0)")
     _add_threads_option(pr)
 

@@ -409,6 +409,8 @@ def test_console_process_exits_2_without_traceback(tmp_path):
     (["uci", "--data-dir", "D", "--seed", "4294967296"],
      "--seed: must be an integer in [0, 2**32), got 4294967296"),
     (["diagnose", "RUN", "--seeds", "0", "x"], "--seeds: must be an integer >= 0, got 'x'"),
+    (["predict", "RUN", "--input", "x.npy", "--level", "95"],
+     "--level: must be a number in (0, 1), got 95"),
 ])
 def test_counts_and_seeds_are_checked_when_the_command_line_is_read(cli_error, argv, message):
     assert message in cli_error(argv)
