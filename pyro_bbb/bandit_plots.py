@@ -248,7 +248,9 @@ def action_rate_figure(
         ax.set_xlabel("step (end of block)")
         ax.set_xlim(0, next(iter(lengths.values())))
         ax.grid(alpha=0.3)
-    ax_poison.legend(loc="upper right", fontsize=8, frameon=False)
+    # below the panel: inside, it would hide the faint per-seed rates, which reach 1 early on
+    ax_poison.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8,
+                     frameon=False)
     fig.suptitle(title or "Mushroom bandit: how often each agent eats")
     fig.tight_layout()
     return fig
@@ -266,12 +268,15 @@ def eat_probability_figure(p_eat, edible, *, title: str | None = None, bins: int
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.2))
     edges = np.linspace(0, 1, bins + 1)
-    ax.hist(p_eat[edible], bins=edges, color="tab:green", alpha=0.7, label="edible")
-    ax.hist(p_eat[~edible], bins=edges, color="tab:red", alpha=0.7, label="poisonous")
+    # filled green and a red outline: two translucent fills would mix into a brown that the
+    # legend does not show
+    ax.hist(p_eat[edible], bins=edges, color="tab:green", alpha=0.6, label="edible")
+    ax.hist(p_eat[~edible], bins=edges, color="tab:red", histtype="step", linewidth=1.6,
+            label="poisonous")
     ax.set_yscale("log")
     ax.set_xlabel("P(eat) under the posterior")
     ax.set_ylabel("mushrooms")
     ax.set_title(title or "Thompson sampling policy")
-    ax.legend()
+    ax.legend(loc="upper center", fontsize=9)
     fig.tight_layout()
     return fig

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .compare import PARETO_K_THRESHOLD
 from .inputs import as_int
 from .plots import _inputs_1d, _np, _numbers, _pyplot, _shade_training_range, save_figure
@@ -56,25 +58,44 @@ def _az():
 def ppc_figure(idata: arviz.InferenceData, *, num_pp_samples: int = 50,
                title: str | None = None) -> Figure:
     """``az.plot_ppc``: prior predictive (cumulative; only when ``idata`` has that group) beside
-    the posterior predictive, each against the observed targets."""
+    the posterior predictive, each against the observed targets.
+
+    Each panel's title gives the number of predictive draws drawn; the legend sits below the
+    panel, where it covers no curve.
+    """
     az, plt = _az(), _pyplot()
     num_pp_samples = as_int(num_pp_samples, "num_pp_samples")
     prior = "prior_predictive" in idata.groups()
-    fig, axes = plt.subplots(1, 2 if prior else 1, figsize=(10 if prior else 5.5, 3.4),
+    fig, axes = plt.subplots(1, 2 if prior else 1, figsize=(10 if prior else 5.5, 3.8),
                              squeeze=False)
     axes = list(axes.flat)
     num = min(num_pp_samples, idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"])
     if prior:
         num_prior = min(num_pp_samples, idata.prior.sizes["chain"] * idata.prior.sizes["draw"])
         az.plot_ppc(idata, group="prior", kind="cumulative", num_pp_samples=num_prior,
-                    ax=axes[0], random_seed=0)
-        axes[0].set_title("prior predictive (cumulative)")
-    az.plot_ppc(idata, num_pp_samples=num, ax=axes[-1], random_seed=0)
-    axes[-1].set_title("posterior predictive")
+                    ax=axes[0], random_seed=0, textsize=_TEXTSIZE)
+        axes[0].set_title(f"prior predictive, {num_prior} draws (cumulative)")
+        axes[0].set_ylabel("cumulative probability")
+    az.plot_ppc(idata, num_pp_samples=num, ax=axes[-1], random_seed=0, textsize=_TEXTSIZE)
+    axes[-1].set_title(f"posterior predictive, {num} draws")
+    axes[-1].set_ylabel("density")
+    for ax in axes:
+        _legend_below(ax)
     if title:
         fig.suptitle(title)
     _tight(fig)
     return fig
+
+
+_TEXTSIZE = 9  # ArviZ's text size in these figures, near matplotlib's default tick labels
+
+
+def _legend_below(ax) -> None:
+    """Move an axes' legend (ArviZ puts it over the curves) below the x-axis label."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                  ncol=len(handles), fontsize=8, frameon=False)
 
 
 def posterior_figure(idata: arviz.InferenceData, model, *, max_outputs: int = 2,
@@ -97,8 +118,14 @@ def posterior_figure(idata: arviz.InferenceData, model, *, max_outputs: int = 2,
     axes = az.plot_posterior(idata, var_names=[f"layer{last}_bias", f"layer{last}_weight"],
                              coords=coords, figsize=(2.6 * cols, 2.3 * rows),
                              grid=(rows, cols), textsize=8)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in np.asarray(axes).flat:  # narrow posteriors get long tick labels that collide
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=3))
     fig = _np_first(axes).get_figure()
-    fig.suptitle(title or f"posterior of output-layer (layer{last}) weights")
+    draws = post.sizes["chain"] * post.sizes["draw"]
+    fig.suptitle(f"{title or f'posterior of output-layer (layer{last}) weights'} "
+                 f"({draws} draws; KDE, 94% HDI)")
     _tight(fig)
     return fig
 
@@ -117,36 +144,80 @@ def _np_first(axes):
 
 
 def khat_figure(elpd: ELPDData, x=None, *, title: str | None = None) -> Figure:
-    """``az.plot_khat`` of a PSIS-LOO result (``az.loo(..., pointwise=True)``); with 1-D inputs
-    ``x`` (the points LOO was computed on) a second panel shows k against x."""
-    az, plt = _az(), _pyplot()
+    """Pareto k of a PSIS-LOO result (``az.loo(..., pointwise=True)``) per observation, as
+    ``az.plot_khat`` draws it; with 1-D inputs ``x`` (the points LOO was computed on) a second
+    panel shows k against x.
+
+    Points are coloured by ArviZ's bins: k ≤ good_k (the sample-size dependent threshold
+    min(1 − 1/log10 S, 0.7) of ``az.loo``), good_k < k ≤ 1 and k > 1; the legend counts them.
+    Non-finite k (e.g. a log-likelihood equal in every draw) are drawn as triangles at the top
+    and counted, rather than left out.
+    """
+    plt = _pyplot()
     if getattr(elpd, "pareto_k", None) is None:
         raise ValueError("khat_figure needs a pointwise PSIS-LOO result, "
                          f"az.loo(..., pointwise=True); got {type(elpd).__name__}")
+    k = _np(elpd.pareto_k.values)
     xs = None
     if x is not None:
         x = _numbers(x, "x")
-        count = _np(elpd.pareto_k.values).size
-        if x.ndim == 0 or len(x) != count:
+        if x.ndim == 0 or len(x) != k.size:
             raise ValueError(f"x has {len(x) if x.ndim else 0} points but the LOO result has "
-                             f"{count}; pass the inputs LOO was computed on")
+                             f"{k.size}; pass the inputs LOO was computed on")
         if x.ndim == 1 or (x.ndim == 2 and x.shape[1] == 1):
             xs = _inputs_1d(x, "x")
+    good_k = _good_k(elpd)
+    finite = np.isfinite(k)
+    top = max(float(k[finite].max()) if finite.any() else 1.0, 1.0)
+    low = min(float(k[finite].min()) if finite.any() else 0.0, good_k)
+    marker_y = top + 0.08 * (top - low + 0.1)
+    bins = [(finite & (k <= good_k), f"k ≤ {good_k:.2g} (good)", "tab:blue", "+"),
+            (finite & (k > good_k) & (k <= 1), f"{good_k:.2g} < k ≤ 1 (bad)", "tab:orange", "+"),
+            (finite & (k > 1), "k > 1 (very bad)", "tab:red", "+"),
+            (~finite, "k not finite (drawn at the top)", "tab:red", "^")]
     fig, axes = plt.subplots(1, 2 if xs is not None else 1,
-                             figsize=(10 if xs is not None else 5.5, 3.4), squeeze=False)
+                             figsize=(11 if xs is not None else 6.5, 3.4), squeeze=False)
     axes = list(axes.flat)
-    az.plot_khat(elpd, ax=axes[0], show_bins=True)
-    axes[0].set_title("Pareto k per observation")
+    index = np.arange(k.size)
+    for ax, where in zip(axes, (index, xs), strict=False):
+        for mask, label, color, marker in bins:
+            if mask.any():
+                share = f"{mask.sum()} ({100 * mask.mean():.0f}%)"
+                ax.scatter(where[mask], np.where(finite, k, marker_y)[mask], s=14, color=color,
+                           marker=marker, label=f"{label}: {share}")
+        ax.axhline(good_k, color="0.4", linestyle="--", linewidth=1)
+        ax.axhline(1.0, color="tab:red", linestyle=":", linewidth=1)
+        ax.set_ylim(low - 0.05 * (top - low + 0.1), marker_y + 0.08 * (top - low + 0.1))
+        ax.set_ylabel("Pareto k")
+        ax.grid(alpha=0.3)
+    axes[0].set_xlabel("observation")
+    axes[0].set_title(f"Pareto k per observation ({int(_elpd_value(elpd, 'n_samples', 0))} "
+                      "draws)")
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
+                    title=f"{k.size} observations", title_fontsize=8)
     if xs is not None:
-        axes[1].scatter(xs, _np(elpd.pareto_k.values), s=10)
-        axes[1].axhline(PARETO_K_THRESHOLD, color="tab:red", linestyle="--", linewidth=1)
         axes[1].set_xlabel("x")
-        axes[1].set_ylabel("Pareto k")
         axes[1].set_title("Pareto k against the input")
     if title:
         fig.suptitle(title)
     _tight(fig)
     return fig
+
+
+def _elpd_value(elpd, key: str, default):
+    try:
+        value = elpd[key]
+    except (KeyError, IndexError, TypeError):
+        return default
+    return default if value is None else value
+
+
+def _good_k(elpd) -> float:
+    """ArviZ's threshold of reliable k for this number of draws, min(1 − 1/log10 S, 0.7)."""
+    value = _elpd_value(elpd, "good_k", None)
+    if value is None or not np.isfinite(float(value)):
+        return PARETO_K_THRESHOLD
+    return float(value)
 
 
 def function_space_rhat_figure(summaries: Mapping[str, FunctionSpaceSummary] | FunctionSpaceSummary,

@@ -40,6 +40,10 @@ __all__ = [
 
 UNCERTAINTY_KINDS = ("total", "aleatoric", "epistemic")
 
+#: One colour per kind of uncertainty, the same in every figure that shows them apart
+#: (``uncertainty_histogram``, ``uncertainty_plots.uncertainty_over_x``).
+UNCERTAINTY_COLORS = {"total": "black", "aleatoric": "tab:blue", "epistemic": "tab:orange"}
+
 
 def _pyplot():
     """matplotlib.pyplot, selecting Agg first if nobody chose a backend."""
@@ -181,6 +185,11 @@ def reliability_diagram(probs, labels, num_bins: int = 15, title: str | None = N
     bottom.bar(centers, counts, width=width, color="0.5", edgecolor="black")
     bottom.set_xlabel("confidence")
     bottom.set_ylabel("count")
+    positive = counts[counts > 0]
+    if positive.size and positive.max() > 100 * positive.min():
+        # a few full bins would flatten the rest, whose counts say how far to trust their bars
+        bottom.set_yscale("log")
+        bottom.set_ylim(0.5, 2 * positive.max())
     fig.tight_layout()
     return fig
 
@@ -216,11 +225,16 @@ def training_curves(history: Mapping[str, Sequence[float]] | FitResult) -> Figur
     panels = [(left, "nll", "tab:blue", "data term: E_q[−log p(D|w)]", "expected NLL"),
               (right, "complexity", "tab:orange", "complexity: E_q[log q(w|θ) − log p(w)]",
                "complexity cost (KL)")]
+    from matplotlib.ticker import MaxNLocator
+
     for ax, key, color, title, label in panels:
         _curve(ax, epochs, columns[key], color)
         ax.set_title(title)
         ax.set_ylabel(label)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 0.96
+        if epochs.size == 1:  # a locator over a range of one point still ticks fractions
+            ax.set_xticks(epochs)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -230,7 +244,8 @@ def _curve(ax, epochs: np.ndarray, values: np.ndarray, color: str) -> None:
     window = len(values) // 50
     smooth = window >= 2
     ax.plot(epochs, values, color=color, linewidth=0.8 if smooth else 1.5,
-            alpha=0.35 if smooth else 1.0, label="per epoch")
+            alpha=0.35 if smooth else 1.0, label="per epoch",
+            marker="o" if len(values) <= 20 else None, markersize=4)  # one epoch is one point
     if smooth:
         mean = np.convolve(values, np.ones(window) / window, mode="valid")
         ax.plot(epochs[window - 1 :], mean, color=color, linewidth=1.8,
@@ -294,9 +309,9 @@ def uncertainty_histogram(
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
         raise ValueError(f"bins must be a positive int, got {bins!r}")
     n = len(values["total"])
-    groups: list[tuple[str, np.ndarray, str]]
+    groups: list[tuple[str, np.ndarray, str | None]]
     if correct is None:
-        groups = [("all", np.ones(n, dtype=bool), "tab:blue")]
+        groups = [("all", np.ones(n, dtype=bool), None)]  # None: the kind's own colour
     else:
         mask = correct.detach().cpu().numpy() if torch.is_tensor(correct) else np.asarray(correct)
         mask = mask.reshape(-1)
@@ -306,18 +321,19 @@ def uncertainty_histogram(
             raise ValueError(f"correct has {len(mask)} entries but the prediction has {n} points")
         groups = [(f"correct (n={int(mask.sum())})", mask, "tab:green"),
                   (f"wrong (n={int((~mask).sum())})", ~mask, "tab:red")]
+    from matplotlib.lines import Line2D
+
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     panel_titles = _HISTOGRAM_TITLES[type(prediction)]
     for ax, kind, panel_title in zip(axes, UNCERTAINTY_KINDS, panel_titles, strict=True):
         v = values[kind]
-        finite = v[np.isfinite(v)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+        edges = _histogram_edges(v[np.isfinite(v)], bins)
         for label, mask, color in groups:
             part = v[mask]
             if not part.size:
                 continue
+            color = color or UNCERTAINTY_COLORS[kind]
             ax.hist(part, bins=edges, density=correct is not None, color=color, alpha=0.5,
                     label=label)
             ax.axvline(float(part.mean()), color=color, linestyle="--", linewidth=1.2)
@@ -325,11 +341,30 @@ def uncertainty_histogram(
         ax.set_xlabel(unit)
         ax.set_ylabel("count" if correct is None else "density")
         ax.grid(alpha=0.3)
-        if correct is not None:
-            ax.legend(loc="upper right", fontsize="small")
-    fig.suptitle(title or f"Predictive uncertainty of {n} points (dashed: means)")
+        # the dashed lines explain themselves whatever the title; room above the bars for it
+        handles, labels = ax.get_legend_handles_labels()
+        if correct is None:
+            handles, labels = [], []
+        mean = v[np.isfinite(v)].mean() if np.isfinite(v).any() else float("nan")
+        handles.append(Line2D([], [], color="0.3", linestyle="--", linewidth=1.2))
+        labels.append("mean" if correct is not None else f"mean {mean:.3g}")
+        ax.set_ylim(0, 1.3 * max((p.get_height() for p in ax.patches), default=1.0) or 1.0)
+        ax.legend(handles, labels, loc="best", fontsize="small")
+    fig.suptitle(title or f"Predictive uncertainty of {n} points")
     fig.tight_layout()
     return fig
+
+
+def _histogram_edges(finite: np.ndarray, bins: int) -> np.ndarray:
+    """``bins`` equal bins over the values' range; a constant (e.g. a fixed noise std) gets a
+    narrow range around it, not [v, v + 1], which would squash its bar into a corner."""
+    if not finite.size:
+        return np.linspace(0.0, 1.0, bins + 1)
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi <= lo:
+        half = 0.05 * abs(lo) if lo != 0 else 0.5
+        lo, hi = lo - half, hi + half
+    return np.linspace(lo, hi, bins + 1)
 
 
 def most_uncertain_indices(

@@ -166,7 +166,9 @@ def prior_predictive_functions(
     """Prior predictive check for 1-D regression: functions f(x; w), w ~ p(w), one panel per model.
 
     ``models`` is a BayesianMLP or a mapping label → BayesianMLP (e.g. ``prior_variants``); panels
-    share the y-axis so priors compare at a glance. Each panel draws ``num_draws`` functions and
+    share the y-axis so priors compare at a glance, unless their mean band widths (in every
+    panel's title) differ by more than a factor 10: then each panel has its own y range, so that
+    no panel is a flat line. Each panel draws ``num_draws`` functions and
     shades the central ``level`` band of f(x) — the pointwise quantiles (1∓level)/2 of f(x; w)
     over ``max(num_draws, band_draws)`` prior draws, whose first ``num_draws`` are the lines.
     ``data`` = (x, y) overlays training points for scale. Every model gets the same ``seed``.
@@ -190,7 +192,11 @@ def prior_predictive_functions(
         curves[label] = (f[:num_draws].numpy(), band.numpy())
     plt = _pyplot()
     count = len(curves)
-    fig, axes = plt.subplots(1, count, figsize=(3.6 * count + 0.8, 3.6), sharey=True,
+    widths = [float(np.mean(band[1] - band[0])) for _, band in curves.values()]
+    # one y-axis for all while the priors are of one order of magnitude; beyond that a shared
+    # axis would draw the narrow priors (and the data) as flat lines
+    shared = min(widths) > 0 and max(widths) <= 10 * min(widths)
+    fig, axes = plt.subplots(1, count, figsize=(3.6 * count + 0.8, 3.6), sharey=shared,
                              squeeze=False)
     xs = x[order].numpy()
     for ax, (label, (lines, band)) in zip(axes[0], curves.items(), strict=True):

@@ -110,15 +110,42 @@ def snr_histogram_figure(
     ax_cdf.set_ylabel("cumulative fraction of weights")
     ax_cdf.set_ylim(0, 1.02)
     ax_cdf.set_title("(b) cumulative distribution")
+    lo, hi, left_out = _visible_range(edges, cdf, thresholds)
     for ax in (ax_pdf, ax_cdf):
         ax.set_xlabel("log10 SNR = log10(|μ| / σ)")
-        ax.set_xlim(edges[0], edges[-1])
+        ax.set_xlim(lo, hi)
         ax.grid(alpha=0.3)
+    if left_out:  # said under the title, where it covers nothing
+        ax_pdf.set_title(f"(a) density of log10 signal-to-noise\n({left_out} of the weights lie "
+                         "outside the x range)", fontsize="medium")
     if any(t > 0 for t in thresholds.values()):
         ax_pdf.legend(loc="upper left", fontsize=8, frameon=False)
     fig.suptitle(title or f"Signal-to-noise ratio of {histogram.num_weights:,} weights")
     fig.tight_layout()
     return fig
+
+
+def _visible_range(edges: np.ndarray, cdf: np.ndarray, thresholds: Mapping[float, float],
+                   tail: float = 1e-3) -> tuple[float, float, str]:
+    """The x range to draw: the histogram's, less a tail of at most ``tail`` of the weights on
+    either side when that tail stretches the axis by more than a quarter (a few weights with
+    a tiny SNR would squash the density into a corner). Every threshold stays in view. Returns
+    (low, high, the share of weights left out as text, "" when none is)."""
+    lo, hi = float(edges[0]), float(edges[-1])
+    first = max(int(np.searchsorted(cdf, tail, side="right")) - 2, 0)  # cdf[first] <= tail
+    last = min(int(np.searchsorted(cdf, 1 - tail, side="left")) + 1, len(edges) - 1)
+    new_lo, new_hi = float(edges[first]), float(edges[last])
+    shown = [float(np.log10(t)) for t in thresholds.values() if t > 0]
+    if shown:
+        new_lo, new_hi = min(new_lo, min(shown)), max(new_hi, max(shown))
+    span = hi - lo
+    if new_lo - lo > 0.25 * span:
+        lo = new_lo
+    if hi - new_hi > 0.25 * span:
+        hi = new_hi
+    out = float(np.interp(lo, edges, cdf)) + 1 - float(np.interp(hi, edges, cdf))
+    trimmed = lo > float(edges[0]) or hi < float(edges[-1])
+    return lo, hi, f"{100 * out:.2g}%" if trimmed else ""
 
 
 def pruning_curve_figure(

@@ -23,7 +23,14 @@ import numpy as np
 import torch
 
 from .likelihoods import RegressionPrediction
-from .plots import _inputs_1d, _np, _pyplot, _shade_training_range, _training_points
+from .plots import (
+    UNCERTAINTY_COLORS,
+    _inputs_1d,
+    _np,
+    _pyplot,
+    _shade_training_range,
+    _training_points,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -77,8 +84,8 @@ def uncertainty_over_x(
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3))
     for label, values in curves.items():
-        ax.plot(xg[order], values[order], label=label,
-                **({"color": "black", "linestyle": "--"} if label == "total" else {}))
+        ax.plot(xg[order], values[order], label=label, color=UNCERTAINTY_COLORS[label],
+                linestyle="--" if label == "total" else "-")
     if x_train is not None:
         _shade_training_range(ax, x_train)
     ax.set_xlabel("x")
@@ -171,13 +178,17 @@ def seed_bands(
                              figsize=(10 if r_hat is not None else 5.5, 3.2), squeeze=False)
     axes = list(axes.flat)
     for label, pred in predictions.items():
-        axes[0].plot(xg[order], _np(pred.mean)[order], label=label)
+        (line,) = axes[0].plot(xg[order], _np(pred.mean)[order], label=label)
         axes[0].fill_between(xg[order], _np(pred.lower)[order], _np(pred.upper)[order],
-                             alpha=0.15)
+                             alpha=0.15, color=line.get_color())
     if data is not None:
-        axes[0].scatter(_np(data[0]), _np(data[1]), s=4, color="tab:red", zorder=3)
+        axes[0].scatter(_np(data[0]), _np(data[1]), s=4, color="tab:red", zorder=3,
+                        label="training data")
     axes[0].set_xlabel("x")
-    axes[0].set_title("one band per seed")
+    axes[0].set_ylabel("y")
+    levels = {float(pred.level) for pred in predictions.values()}
+    level = f"{levels.pop():.0%} " if len(levels) == 1 else ""
+    axes[0].set_title(f"one band per seed: mean and central {level}interval")
     axes[0].legend(fontsize=8)
     if r_hat is not None:
         axes[1].plot(xg[order], values[order])
@@ -336,9 +347,11 @@ def ood_figure(inputs: Mapping[str, torch.Tensor],
         hist.hist(_np(u[kind]), bins=bins, histtype="step", linewidth=1.5, label=name,
                   density=True)
     hist.set_xlabel(f"{kind} (nats)")
-    hist.set_ylabel("density")
+    hist.set_ylabel("density (log)")
     hist.set_yscale("log")
-    hist.legend(fontsize="small")
+    hist.set_title(f"{kind} uncertainty per set")
+    # beside the panel: inside it the legend hides the densities of some set
+    hist.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -161,11 +161,12 @@ def test_uncertainty_histogram_classification(tmp_path, split):
         assert len(ax.patches) == 12 * len(groups)  # one bar per bin and group
         means = [line.get_xdata()[0] for line in ax.lines]
         assert means == pytest.approx([float(values[g].mean()) for g in groups], rel=1e-6)
+        texts = [t.get_text() for t in ax.get_legend().get_texts()]
         if split:
-            texts = [t.get_text() for t in ax.get_legend().get_texts()]
             assert texts == [f"correct (n={int(correct.sum())})",
-                             f"wrong (n={int((~correct).sum())})"]
+                             f"wrong (n={int((~correct).sum())})", "mean"]
         else:
+            assert texts == [f"mean {float(values.mean()):.3g}"]
             assert sum(p.get_height() for p in ax.patches) == 60
     _saved_png(fig, tmp_path / "hist.png")
 
@@ -325,7 +326,8 @@ def test_prior_predictive_functions_panels_lines_and_band_widening(tmp_path):
     assert [ax.get_title().split("\n")[0] for ax in axes] == list(models)
     assert all(len(ax.lines) == 7 for ax in axes)
     assert all(len(line.get_xdata()) == 40 for ax in axes for line in ax.lines)
-    assert all(ax.get_ylim() == axes[0].get_ylim() for ax in axes)  # shared y-axis
+    # σ = 0.3 and 3 are a factor 10 apart and more: each panel gets its own y range
+    assert len({ax.get_ylim() for ax in axes}) == 4
     assert axes[0].get_ylabel() == "f(x; w),  w ~ prior"
     scatter = [c for c in axes[0].collections if c.get_label() == "training data"]
     assert len(scatter) == 1 and len(scatter[0].get_offsets()) == 15

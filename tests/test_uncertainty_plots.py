@@ -100,7 +100,8 @@ def test_chain_predictions_and_seed_bands(tmp_path):
     fig = up.seed_bands(preds, grid, data=data, r_hat=summary, title="two fits")
     bands, r_hat = fig.axes
     assert fig._suptitle.get_text() == "two fits"
-    assert bands.get_title() == "one band per seed" and bands.get_xlabel() == "x"
+    assert bands.get_title() == "one band per seed: mean and central 95% interval"
+    assert (bands.get_xlabel(), bands.get_ylabel()) == ("x", "y")
     assert [line.get_label() for line in bands.lines] == ["seed 0", "seed 1"]
     assert len(bands.collections) == 3  # two bands and the training points
     assert r_hat.get_ylabel() == "R-hat of f(x)"
