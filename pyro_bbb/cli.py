@@ -40,7 +40,7 @@ over x (1-D inputs), uncertainty histograms; both: the training curves from hist
 ``diagnose`` draws a run folder's posterior (and as many prior draws) and writes ArviZ figures on
 a random subset of at most ``--max-points`` (2000) training points (default into
 RUN_DIR/diagnostics): ppc.png (``az.plot_ppc`` of the prior and posterior predictive), posterior.png
-(``az.plot_posterior`` of a few output-layer weights), khat.png (``az.plot_khat`` of ``az.loo``);
+(``az.plot_posterior`` of a few output-layer weights), khat.png (Pareto k of ``az.loo`` per point);
 it prints the ``az.loo`` summary. In Python: ``diagnostic_plots.diagnostic_figures``. ``--seeds``
 refits the spec from each seed and adds fs_rhat_seeds.png (R-hat of the predictions across the
 fits) and, for regression with 1-D inputs, seed_bands.png (one predictive band per fit beside the

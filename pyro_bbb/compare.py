@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from .infer.methods import _ALIASES, METHODS, MethodResult, run_autoguide, run_bbb, run_method
@@ -418,7 +419,12 @@ def bands_figure(
     ncols: int = 3,
 ) -> Figure:
     """Each method's predictive mean and central ``level`` band over a 1-D ``grid``, side by
-    side with shared axes (training data in red, training range shaded, true curve dotted)."""
+    side with shared axes (training data in red, training range shaded, true curve dotted; one
+    legend for all). The y-range covers the data and the true curve with a margin, so a band
+    that widens far beyond them runs off the panel instead of flattening the others."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     from .plots import _np, _pyplot
 
     model = comparison.model
@@ -430,26 +436,43 @@ def bands_figure(
     names = list(comparison.results)
     nrows = math.ceil(len(names) / ncols)
     cols = min(ncols, len(names))
-    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3.2 * nrows), sharex=True,
+    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3.2 * nrows + 0.6), sharex=True,
                              sharey=True, squeeze=False)
-    for ax, name in zip(axes.flat, names, strict=False):
+    curve = None if truth is None else _np(truth(grid[:, 0]))
+    for i, (ax, name) in enumerate(zip(axes.flat, names, strict=False)):
         pred = posterior_predictive(model, comparison.results[name].draws, grid, level=level)
         ax.axvspan(xt.min(), xt.max(), color="0.92", zorder=0)
         ax.fill_between(xg, _np(pred.lower), _np(pred.upper), color="tab:blue", alpha=0.3)
         ax.plot(xg, _np(pred.mean), color="tab:blue", linewidth=1.5)
-        if truth is not None:
-            ax.plot(xg, _np(truth(grid[:, 0])), color="black", linestyle=":", linewidth=1)
+        if curve is not None:
+            ax.plot(xg, curve, color="black", linestyle=":", linewidth=1)
         ax.scatter(xt, yt, s=6, color="tab:red", zorder=3)
-        ax.set_title(name)
+        ax.set_title(f"{name} ({comparison.results[name].num_samples} draws)")
+        if i + cols >= len(names):  # nothing below it: its x-axis is the column's
+            ax.xaxis.set_tick_params(labelbottom=True)
+            ax.set_xlabel("x")
+        if i % cols == 0:
+            ax.set_ylabel("y")
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
     lo, hi = float(min(xt.min(), xg.min())), float(max(xt.max(), xg.max()))
     ax0 = axes.flat[0]
     ax0.set_xlim(lo, hi)
-    span = float(yt.max() - yt.min())
-    ax0.set_ylim(float(yt.min()) - 1.5 * span, float(yt.max()) + 1.5 * span)
+    shown = yt if curve is None else np.concatenate([yt.reshape(-1), curve.reshape(-1)])
+    span = float(shown.max() - shown.min()) or 1.0
+    ax0.set_ylim(float(shown.min()) - 0.35 * span, float(shown.max()) + 0.35 * span)
+    handles = [Line2D([], [], color="tab:red", marker="o", linestyle="", markersize=4),
+               Line2D([], [], color="tab:blue", linewidth=1.5),
+               Patch(color="tab:blue", alpha=0.3), Patch(color="0.92")]
+    labels = ["training data", "predictive mean", f"central {level:.0%} interval",
+              "training range"]
+    if curve is not None:
+        handles.append(Line2D([], [], color="black", linestyle=":", linewidth=1))
+        labels.append("true curve")
     fig.suptitle(f"posterior predictive: mean and {level:.0%} band")
-    fig.tight_layout()
+    fig.legend(handles, labels, loc="lower center", ncol=len(handles), frameon=False,
+               fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 

@@ -9,8 +9,8 @@ one posterior (ppc.png, posterior.png, khat.png) and returns ``az.loo`` with the
   has one) and of the posterior predictive against the observed targets;
 - ``posterior_figure``: ``az.plot_posterior`` of the output layer's first biases and weights
   (``var_names``/``coords`` keep it to about ten panels whatever the network's width);
-- ``khat_figure``: ``az.plot_khat`` of a PSIS-LOO result, and Pareto k against the input for 1-D
-  inputs;
+- ``khat_figure``: Pareto k of a PSIS-LOO result in ``az.plot_khat``'s bins, and Pareto k
+  against the input for 1-D inputs;
 - ``function_space_rhat_figure``: R-hat of the prediction at each input across chains
   (``diagnostics.function_space_summary``), against x for 1-D inputs, else against the input index;
 - ``loo_compare_figure``: ``az.plot_compare`` of an ``az.compare`` table (``Comparison.loo``).

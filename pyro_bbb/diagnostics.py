@@ -456,7 +456,9 @@ def function_space_summary(
     for Bernoulli, or softmax(f(x_n; w_s)) for Categorical (the logits themselves are only
     identified up to a shift). These are invariant to permuting hidden units, so unlike
     weight-space R-hat they say whether chains (MCMC chains, or VI fits from different seeds)
-    agree. Needs at least 2 chains of at least 4 draws; ``summary_kwargs`` go to ``az.summary``.
+    agree. Needs at least 2 chains of at least 4 draws; ``summary_kwargs`` go to ``az.summary``
+    (unrounded unless they set ``round_to``: ArviZ's default of 2 decimals would put R-hat on
+    a staircase of 0.01 steps).
 
     Reading it: ArviZ's rank-normalised R-hat is bounded however far apart the chains are
     (≈ 1.83 for two chains that do not overlap at all, ≈ 2.8 for four), so with few chains any
@@ -472,7 +474,7 @@ def function_space_summary(
     x = as_features(x, model.input_size).cpu()
     name, values, value_dims = _function_values(model, _flat(chained), x)
     idata = az.from_dict(posterior={name: _unflat(values, num_chains)}, dims={name: value_dims})
-    table = az.summary(idata, **summary_kwargs)
+    table = az.summary(idata, **{"round_to": "none", **summary_kwargs})
     return FunctionSpaceSummary(
         table,
         max_r_hat=_extreme(table, "r_hat", max),

@@ -20,7 +20,7 @@ from pyro_bbb.compare import (
     run_comparison,
     write_table,
 )
-from pyro_bbb.data import toy_regression, toy_regression_heldout
+from pyro_bbb.data import toy_regression, toy_regression_heldout, toy_regression_truth
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -203,12 +203,27 @@ def test_compare_returns_the_table_and_writes_files(toy_comparison, tmp_path):
     assert records[0]["method"] == "deterministic" and records[0]["divergences"] is None
 
 
-def test_bands_figure_renders(toy_comparison, tmp_path):
+def test_bands_figure_labels_every_panel_and_explains_its_marks(toy_comparison, tmp_path):
     comparison, train, _ = toy_comparison
     grid = torch.linspace(-0.2, 1.2, 50)[:, None]
-    fig = bands_figure(comparison, train.x, train.y, grid)
-    assert len([ax for ax in fig.axes if ax.get_visible()]) == len(TINY)
-    assert [ax.get_title() for ax in fig.axes[: len(TINY)]] == list(TINY)
+    truth = toy_regression_truth
+    fig = bands_figure(comparison, train.x, train.y, grid, truth=truth, ncols=2)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(shown) == len(TINY)
+    assert [ax.get_title() for ax in shown] == [
+        f"{name} ({comparison.results[name].num_samples} draws)" for name in TINY]
+    fig.canvas.draw()
+    for i, ax in enumerate(shown):  # a panel with nothing below it carries the x-axis
+        bottom = i + 2 >= len(shown)
+        assert (ax.get_xlabel() == "x") == bottom
+        assert any(t.get_visible() and t.get_text() for t in ax.get_xticklabels()) == bottom
+    (legend,) = fig.legends
+    assert {t.get_text() for t in legend.get_texts()} == {
+        "training data", "predictive mean", "central 95% interval", "training range",
+        "true curve"}
+    low, high = shown[0].get_ylim()  # the true curve is never cut off
+    curve = truth(grid[:, 0])
+    assert low < float(curve.min()) and float(curve.max()) < high
     fig.savefig(tmp_path / "bands.png")
     assert (tmp_path / "bands.png").stat().st_size > 1000
 

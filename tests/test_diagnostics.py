@@ -316,6 +316,18 @@ def test_function_space_rhat_tells_same_fit_from_different_fits(regression, clas
         function_space_summary(model, trained, x)
 
 
+def test_function_space_r_hat_is_arviz_r_hat_of_the_predictions_unrounded(regression):
+    model, x, _, fits = regression
+    with strict():
+        summary = function_space_summary(model, fits.draws, x[:6])
+    chains, draws = fits.draws["layer0.weight"].shape[:2]
+    flat = {k: v.reshape(chains * draws, *v.shape[2:]) for k, v in fits.draws.items()}
+    f = model.network(x[:6], flat)[..., 0].detach().double().numpy()  # (chain·draw, point)
+    want = [float(az.rhat(f[:, n].reshape(chains, draws))) for n in range(f.shape[1])]
+    np.testing.assert_allclose(summary.table["r_hat"].to_numpy(dtype=float), want, rtol=1e-6)
+    assert summary.max_r_hat == pytest.approx(max(want), rel=1e-6)  # not rounded to 0.01
+
+
 def test_fit_chains_from_different_seeds_reach_the_same_function(regression):
     """Linear regression has one posterior mode: fits from two seeds agree in function space."""
     model, x, _, fits = regression
