@@ -29,11 +29,10 @@ from pathlib import Path
 import torch
 
 from pyro_bbb import Categorical, __version__, pruning, pruning_plots
-from pyro_bbb.argtypes import int_at_least
+from pyro_bbb.argtypes import int_at_least, run_script
 from pyro_bbb.checkpoint import CheckpointError, describe_spec, load_checkpoint
 from pyro_bbb.data import DEFAULT_FASHION_MNIST_ROOT, load_fashion_mnist
 from pyro_bbb.experiment import hardware_string, json_safe
-from pyro_bbb.infer import NonFiniteLossError
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_DROP_AT_95 = 0.002  # issue 3: at 95% removed, accuracy drops by at most 0.2 points
@@ -239,16 +238,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``main`` with a diverged training (exit status 1) and Ctrl-C (130) reported in one line."""
-    try:
-        return main(argv)
-    except NonFiniteLossError as err:  # a diverged training: its message says what to change
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: nothing was written (the results are written at the end)",
-              file=sys.stderr)
-        return 130
+    """``main`` with a diverged training and Ctrl-C reported in one line (``run_script``)."""
+    return run_script(main, argv, "nothing was written (the results are written at the end)")
 
 
 if __name__ == "__main__":

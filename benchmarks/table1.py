@@ -40,7 +40,7 @@ import pyro
 import torch
 
 from pyro_bbb import __version__
-from pyro_bbb.argtypes import number_in, positive_float, positive_int, seed
+from pyro_bbb.argtypes import number_in, positive_float, positive_int, run_script, seed
 from pyro_bbb.compare import evaluate_draws
 from pyro_bbb.config import apply_overrides, config_to_dict, load_config, smoke_config
 from pyro_bbb.experiment import (
@@ -53,7 +53,7 @@ from pyro_bbb.experiment import (
     write_run,
 )
 from pyro_bbb.guide import MeanFieldGuide
-from pyro_bbb.infer import NonFiniteLossError, fit
+from pyro_bbb.infer import fit
 from pyro_bbb.infer.methods import run_deterministic, run_mc_dropout
 from pyro_bbb.predict import predictive_accuracy
 
@@ -333,17 +333,9 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``main`` with a diverged training (exit status 1) and Ctrl-C (130) reported in one line;
-    finished cells are kept."""
-    try:
-        return main(argv)
-    except NonFiniteLossError as err:  # a diverged training: its message says what to change
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: the finished cells are kept in OUT/cells; the same command "
-              "continues from there", file=sys.stderr)
-        return 130
+    """``main`` with a diverged training and Ctrl-C reported in one line (``run_script``)."""
+    return run_script(main, argv, "the finished cells are kept in OUT/cells; the same command "
+                      "continues from there")
 
 
 if __name__ == "__main__":

@@ -23,11 +23,11 @@ from pathlib import Path
 import pyro
 import torch
 
-from pyro_bbb.argtypes import number_in, positive_int
+from pyro_bbb.argtypes import number_in, positive_int, run_script
 from pyro_bbb.config import apply_overrides, load_config
 from pyro_bbb.experiment import build_model, hardware_string, json_safe, load_data
 from pyro_bbb.guide import MeanFieldGuide
-from pyro_bbb.infer import NonFiniteLossError, fit, resolve_device
+from pyro_bbb.infer import fit, resolve_device
 from pyro_bbb.predict import predictive_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,16 +141,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``main`` with a diverged training (exit status 1) and Ctrl-C (130) reported in one line."""
-    try:
-        return main(argv)
-    except NonFiniteLossError as err:  # a diverged training: its message says what to change
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted before the first epoch ended: nothing was written",
-              file=sys.stderr)
-        return 130
+    """``main`` with a diverged training and Ctrl-C reported in one line (``run_script``)."""
+    return run_script(main, argv, "before the first epoch ended: nothing was written")
 
 
 if __name__ == "__main__":

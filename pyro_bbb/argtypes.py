@@ -1,16 +1,19 @@
-"""argparse ``type=`` functions shared by the CLI and the benchmark scripts.
+"""argparse ``type=`` functions shared by the CLI and the benchmark scripts, and the training
+scripts' entry point.
 
-Each turns one command-line word into a checked value or raises ``ArgumentTypeError`` naming
-what was expected, which argparse prints as a one-line ``error:`` (exit status 2).
+Each type turns one command-line word into a checked value or raises ``ArgumentTypeError``
+naming what was expected, which argparse prints as a one-line ``error:`` (exit status 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 
-__all__ = ["int_at_least", "number_in", "positive_float", "positive_int", "seed"]
+__all__ = ["int_at_least", "number_in", "positive_float", "positive_int", "run_script",
+           "seed"]
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -59,3 +62,19 @@ def seed(text: str) -> int:
     if value >= 2**32:
         raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32), got {value}")
     return value
+
+
+def run_script(main: Callable[[list[str] | None], int], argv: list[str] | None,
+               interrupted: str) -> int:
+    """``main(argv)`` with a diverged training (its message says what to change; exit status 1)
+    and Ctrl-C (``interrupted`` says what was kept; 130) reported in one line."""
+    from .infer import NonFiniteLossError
+
+    try:
+        return main(argv)
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {interrupted}", file=sys.stderr)
+        return 130
