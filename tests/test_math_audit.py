@@ -82,6 +82,23 @@ def test_mixture_with_learnable_parameters_has_exact_slopes_at_the_spike_edge():
     np.testing.assert_allclose(value.grad.double().numpy(), want, rtol=1e-4, atol=0)
 
 
+@pytest.mark.parametrize("log_sigma2", [-6.0, -28.0, -40.0])
+def test_learnable_mixture_widths_have_finite_float32_gradients(log_sigma2):
+    # 0.5/σ² differentiated through σ² formed 1/σ⁴ (inf in float32 below σ ≈ e^−22, and inf·0 =
+    # NaN) although ∂ log p/∂σ2 itself is finite (≈ −1/σ2 at w = 0): the float32 gradients
+    # must be the float64 ones
+    w = np.array([0.0, 1.0, 3.0, 1e3, 1e6]) * math.exp(log_sigma2)
+    w = np.concatenate([w, [1e-3, 0.5, 2.0]])
+    grads = {}
+    for dtype in (torch.float32, torch.float64):
+        params = [torch.tensor(v, dtype=dtype, requires_grad=True)
+                  for v in (0.3, 1.0, math.exp(log_sigma2))]
+        ScaleMixtureNormal(*params).log_prob(torch.tensor(w, dtype=dtype)).sum().backward()
+        grads[dtype] = np.array([float(p.grad) for p in params])
+    assert np.isfinite(grads[torch.float32]).all()
+    np.testing.assert_allclose(grads[torch.float32], grads[torch.float64], rtol=1e-4)
+
+
 def test_mixture_with_tiny_pi_does_not_overflow():
     # log((1−π)/π) + log(σ1/σ2) = 91 > 88: e^(b − a) overflowed float32 and log p(0) was +inf
     pi, s1, s2 = 1e-36, 1.0, math.exp(-8)
