@@ -8,7 +8,7 @@ the figures of a run, check what a spec's prior implies before fitting.
     pyro-bbb predict CHECKPOINT --input FILE.csv|.npy [--header auto|yes|no] [--output FILE.csv]
                      [--num-samples S]
     pyro-bbb compare SPEC.toml [--methods bbb nuts ...] [--out DIR] [--set key=value ...]
-                     [--no-progress]
+                     [--seeds 0 1 2 ...] [--no-progress]
     pyro-bbb uci --data-dir FOLDER [--splits 0 1 ...] [--methods bbb ...] [--epochs N]
                  [--noise homoscedastic|heteroscedastic] [--out DIR]
     pyro-bbb figures RUN_DIR [--out DIR] [--num-samples S]
@@ -52,6 +52,9 @@ chains (NUTS), fs_rhat.png: the function-space R-hat of each test input's predic
 chains. Each method trains with its ``[compare.<method>]`` options (``[training]`` and
 ``[guide]`` are not used; ``--set`` on them is refused, while ``--set compare.bbb.epochs=200``,
 ``compare.methods=[...]`` and ``compare.num_samples=N`` override the ``[compare]`` table).
+``--seeds`` repeats the comparison per seed (the data stay those of the spec's ``[data]`` seed):
+comparison.csv/.json then hold one row per method and seed, comparison_summary.csv/.json the
+mean and standard error over the seeds per method (``compare.summarize_seeds``).
 
 ``prior`` is a prior predictive check (the spec may be a comparison spec; its ``[compare]`` table
 is not used): it builds the spec's model (the data only give the input
@@ -160,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default runs/<name>-<YYYYmmdd-HHMMSS>)")
     cmp.add_argument("--num-samples", type=positive_int, metavar="S",
                      help="posterior draws per method (default: the spec's)")
+    cmp.add_argument("--seeds", type=seed, nargs="+", metavar="SEED",
+                     help="run the whole comparison once per seed (default: the spec's seed) "
+                     "and also write comparison_summary.csv/.json: per method the mean and "
+                     "standard error over the seeds; the figures and loo_compare are the first "
+                     "seed's")
     cmp.add_argument("--no-progress", action="store_true",
                      help="no progress bar per method (training steps, epochs, NUTS iterations)")
     _add_config_options(cmp)
@@ -605,8 +613,10 @@ def _compare(args) -> int:
     from .compare import (
         apply_compare_overrides,
         bands_figure,
+        format_seed_summary,
         load_compare_spec,
         run_comparison,
+        summarize_seeds,
         write_table,
     )
     from .diagnostic_plots import function_space_rhat_figure, loo_compare_figure
@@ -627,40 +637,59 @@ def _compare(args) -> int:
     config = apply_overrides(spec.config, rest) if rest else spec.config
     methods = tuple(args.methods) if args.methods else spec.methods
     num_samples = args.num_samples or spec.num_samples
+    seeds = list(args.seeds) if args.seeds else [config.seed]
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"--seeds repeats {', '.join(map(str, repeated))}: each seed would "
+                         "give the same runs again")
+    several = len(seeds) > 1
     out = args.out if args.out is not None else new_run_dir(config.name)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"output folder {out} already exists and is not empty")
     data = load_data(config)
     model = build_model(config, data.x_train.shape[1])
-    print(f"comparing {', '.join(methods)} on {config.name} ({model!r}) → {out}", flush=True)
+    print(f"comparing {', '.join(methods)} on {config.name} ({model!r}) → {out}"
+          + (f", seeds {' '.join(map(str, seeds))}" if several else ""), flush=True)
     start = time.perf_counter()
 
     rows: list[dict] = []
+    seed_now = seeds[0]
 
     def report(name, row):
-        rows.append(row)
+        rows.append({**row, "seed": seed_now} if several else row)
         print(f"  {name}: trained in {row['train_seconds']:.1f} s", flush=True)
 
+    import pandas
+
     try:
-        comparison = run_comparison(
-            model, data.x_train, data.y_train, data.x_test, data.y_test, methods,
-            options=spec.options, num_samples=num_samples, level=config.evaluation.level,
-            num_bins=config.evaluation.num_bins, seed=config.seed, on_result=report,
-            progress=not args.no_progress)
-    except KeyboardInterrupt:  # keep the methods that finished: their rows of the table
+        for seed_now in seeds:
+            if several:
+                print(f"seed {seed_now}:", flush=True)
+            comparison_now = run_comparison(
+                model, data.x_train, data.y_train, data.x_test, data.y_test, methods,
+                options=spec.options, num_samples=num_samples, level=config.evaluation.level,
+                num_bins=config.evaluation.num_bins, seed=seed_now, on_result=report,
+                progress=not args.no_progress)
+            if seed_now == seeds[0]:
+                comparison = comparison_now  # the figures and az.compare are the first seed's
+    except KeyboardInterrupt:  # keep the methods (and seeds) that finished: their rows
         if not rows:
             raise
-        import pandas
-
         files = write_table(pandas.DataFrame(rows).set_index("method"), out)
-        print(f"interrupted: wrote the rows of {', '.join(r['method'] for r in rows)} "
+        done = ", ".join(f"{r['method']} (seed {r['seed']})" if several else r["method"]
+                         for r in rows)
+        print(f"interrupted: wrote the rows of {done} "
               f"({', '.join(sorted(p.name for p in files.values()))}) to {out}",
               file=sys.stderr)
         return 130
     seconds = time.perf_counter() - start
-    table = comparison.table
+    table = pandas.DataFrame(rows).set_index("method") if several else comparison.table
     out.mkdir(parents=True, exist_ok=True)
     files = write_table(table, out)
+    if several:
+        summary = summarize_seeds(table)
+        summary_files = write_table(summary, out, stem="comparison_summary")
+        files.update({f"summary_{kind}": path for kind, path in summary_files.items()})
     if comparison.loo is not None:
         loo_files = write_table(comparison.loo, out, stem="loo_compare")
         files.update({f"loo_{kind}": path for kind, path in loo_files.items()})
@@ -685,13 +714,18 @@ def _compare(args) -> int:
         files["figure"] = save_figure(fig, out / "bands.png")
     meta = {"spec": str(args.spec), "command": shlex.join(["pyro-bbb", "compare",
                                                            *sys.argv[2:]]),
-            "methods": list(methods), "seconds": seconds, "hardware": hardware_string("cpu"),
+            "methods": list(methods), "seeds": seeds, "seconds": seconds,
+            "hardware": hardware_string("cpu"),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     (out / "meta.json").write_text(json.dumps(json_safe(meta), indent=2) + "\n")
     text = table.to_string(float_format=lambda v: f"{v:.4g}")
     print(text)
+    if several:
+        print(f"mean ± standard error over {len(seeds)} seeds:")
+        print(format_seed_summary(summary))
     if comparison.loo is not None:
-        print("PSIS-LOO on the training data (az.compare):")
+        print("PSIS-LOO on the training data (az.compare"
+              + (f", seed {seeds[0]}):" if several else "):"))
         print(comparison.loo.to_string(float_format=lambda v: f"{v:.4g}"))
     print(f"total {seconds:.1f} s; wrote {', '.join(sorted(p.name for p in files.values()))}, "
           f"meta.json to {out}")

@@ -59,7 +59,14 @@ import torch
 from .infer.methods import _ALIASES, METHODS, MethodResult, run_autoguide, run_bbb, run_method
 from .inputs import as_features, as_targets
 from .likelihoods import RegressionPrediction
-from .metrics import accuracy, expected_calibration_error, interval_coverage, nll, rmse
+from .metrics import (
+    accuracy,
+    expected_calibration_error,
+    interval_coverage,
+    nll,
+    rmse,
+    standard_error,
+)
 from .predict import log_likelihood, posterior_predictive
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,6 +91,8 @@ __all__ = [
     "loo_compare",
     "bands_figure",
     "write_table",
+    "summarize_seeds",
+    "format_seed_summary",
     "load_compare_spec",
     "apply_compare_overrides",
     "method_options",
@@ -406,6 +415,51 @@ def write_table(table: pandas.DataFrame, out_dir: str | os.PathLike,
     table.to_csv(csv, float_format="%.6g")
     table.reset_index().to_json(js, orient="records", indent=2, double_precision=6)
     return {"csv": csv, "json": js}
+
+
+def summarize_seeds(table: pandas.DataFrame) -> pandas.DataFrame:
+    """Per method (in order of first appearance), the mean and standard error over seeds of
+    every numeric column of ``table``, whose rows are one (method, seed) run each (index
+    ``method``, a ``seed`` column; as ``pyro-bbb compare --seeds`` writes it): columns ``<col>``
+    (mean of the finite values), ``<col>_seed_se`` (its standard error s/√n over the seeds,
+    ``metrics.standard_error``; not to be confused with ``elpd_loo_se``, ArviZ's standard error
+    within one run, which is averaged like any column) and ``seeds``.
+    """
+    import pandas
+
+    if "seed" not in table.columns:
+        raise ValueError("summarize_seeds needs a 'seed' column (one row per method and seed)")
+    numeric = [c for c in table.columns if c != "seed"
+               and pandas.api.types.is_numeric_dtype(table[c])]
+    rows = []
+    for name, group in table.groupby(level=0, sort=False):
+        row = {"method": name, "seeds": int(group["seed"].nunique())}
+        for col in numeric:
+            row[col] = float(group[col].mean())
+            row[f"{col}_seed_se"] = standard_error(group[col])
+        rows.append(row)
+    return pandas.DataFrame(rows).set_index("method")
+
+
+SEED_SUMMARY_COLUMNS = ("rmse", "test_log_likelihood", "interval_coverage", "std_ratio",
+                        "accuracy", "nll", "ece", "elpd_loo", "train_seconds")
+
+
+def format_seed_summary(summary: pandas.DataFrame,
+                        columns: Sequence[str] = SEED_SUMMARY_COLUMNS) -> str:
+    """``summarize_seeds``'s table as text: one line per method, "mean ± standard error over the
+    seeds" per column (the columns of ``columns`` that it has)."""
+    columns = [c for c in columns if c in summary.columns]
+    cells = {name: [f"{row[c]:.4g} ± {row[c + '_seed_se']:.2g}" for c in columns]
+             for name, row in summary.iterrows()}
+    widths = [max(len(c), *(len(v[i]) for v in cells.values())) for i, c in enumerate(columns)]
+    width = max(len("method"), *(len(str(n)) for n in cells))
+    lines = ["  ".join([f"{'method':<{width}}", f"{'seeds':>5}",
+                        *(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True))])]
+    for name, values in cells.items():
+        lines.append("  ".join([f"{name!s:<{width}}", f"{int(summary.loc[name, 'seeds']):>5}",
+                                *(f"{v:>{w}}" for v, w in zip(values, widths, strict=True))]))
+    return "\n".join(lines)
 
 
 def bands_figure(

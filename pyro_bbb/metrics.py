@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
@@ -27,6 +28,7 @@ __all__ = [
     "nll",
     "reliability_curve",
     "rmse",
+    "standard_error",
 ]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -205,3 +207,13 @@ def interval_coverage(lower: ArrayLike, upper: ArrayLike, target: ArrayLike) -> 
     if (lo > hi).any():
         raise ValueError(f"lower exceeds upper at {int((lo > hi).sum())} points")
     return ((lo <= y) & (y <= hi)).double().mean().item()
+
+
+def standard_error(values: ArrayLike) -> float:
+    """Standard error of the mean over the finite values: s/√n with the sample std (ddof 1);
+    0 for one value, NaN for none."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return math.nan
+    return float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else 0.0

@@ -33,7 +33,7 @@ from .distributions import gaussian_prior
 from .infer.methods import _ALIASES, METHODS, run_method
 from .inputs import as_int
 from .likelihoods import Gaussian, HeteroscedasticGaussian
-from .metrics import mixture_gaussian_log_likelihood, rmse
+from .metrics import mixture_gaussian_log_likelihood, rmse, standard_error
 from .model import BayesianMLP
 
 __all__ = ["DEFAULT_OPTIONS", "EPOCH_MULTIPLIER", "NOISE_MODELS", "run_uci", "summarize",
@@ -187,9 +187,8 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
         n = len(group)
         row = {"method": name, "splits": n}
         for col, short in (("rmse", "rmse"), ("test_ll", "ll")):
-            values = group[col].astype(float)
-            row[f"{short}_mean"] = float(values.mean())
-            row[f"{short}_se"] = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+            row[f"{short}_mean"] = float(group[col].astype(float).mean())
+            row[f"{short}_se"] = standard_error(group[col])
         row["train_seconds"] = float(group["train_seconds"].sum())
         out.append(row)
     return pd.DataFrame(out)

@@ -15,9 +15,11 @@ from pyro_bbb.cli import main
 from pyro_bbb.compare import (
     bands_figure,
     compare,
+    format_seed_summary,
     load_compare_spec,
     psis_loo,
     run_comparison,
+    summarize_seeds,
     write_table,
 )
 from pyro_bbb.data import toy_regression, toy_regression_heldout, toy_regression_truth
@@ -288,6 +290,82 @@ def test_compare_spec_and_cli(tmp_path, capsys):
     bad.write_text(small.read_text().replace('["deterministic", "delta", "nuts"]', '["laplace"]'))
     assert main(["compare", str(bad), "--out", str(tmp_path / "o2")]) == 2
     assert "laplace" in capsys.readouterr().err
+
+
+def test_summarize_seeds_known_answers():
+    table = pandas.DataFrame({
+        "method": ["a", "b", "a", "b", "a"], "seed": [0, 0, 1, 1, 2],
+        "rmse": [1.0, 2.0, 3.0, 2.0, 5.0], "elpd_loo": [1.0, 2.0, 3.0, math.nan, 5.0],
+        "elpd_loo_se": [10.0, 1.0, 20.0, 1.0, 30.0], "note": ["x"] * 5}).set_index("method")
+    summary = summarize_seeds(table)
+    assert list(summary.index) == ["a", "b"] and list(summary["seeds"]) == [3, 2]
+    assert summary.loc["a", "rmse"] == pytest.approx(3.0)
+    assert summary.loc["a", "rmse_seed_se"] == pytest.approx(2.0 / math.sqrt(3))  # std 2
+    assert summary.loc["b", "rmse_seed_se"] == 0.0
+    # one finite elpd_loo for b: its mean, no spread; ArviZ's elpd_loo_se is averaged, not
+    # overwritten by the spread over seeds
+    assert summary.loc["b", "elpd_loo"] == 2.0 and summary.loc["b", "elpd_loo_seed_se"] == 0.0
+    assert summary.loc["a", "elpd_loo_se"] == pytest.approx(20.0)
+    assert "note" not in summary.columns and "seed" not in summary.columns
+    text = format_seed_summary(summary)
+    assert text.splitlines()[1].split()[:5] == ["a", "3", "3", "±", "1.2"]
+    with pytest.raises(ValueError, match="'seed' column"):
+        summarize_seeds(table.drop(columns="seed"))
+
+
+def test_cli_seeds_repeat_the_comparison_and_summarize_it(tmp_path, capsys):
+    path = _spec(tmp_path, "[compare]\nmethods = ['deterministic', 'delta']\nnum_samples = 6\n"
+                 "[compare.deterministic]\nepochs = 15\n[compare.delta]\nsteps = 15\n")
+    out, alone = tmp_path / "out", tmp_path / "alone"
+    assert main(["compare", str(path), "--seeds", "4", "9", "--out", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "mean ± standard error over 2 seeds" in printed
+    table = pandas.read_csv(out / "comparison.csv", index_col="method")
+    assert list(zip(table.index, table["seed"], strict=True)) == [
+        ("deterministic", 4), ("delta", 4), ("deterministic", 9), ("delta", 9)]
+    assert table.loc["delta", "rmse"].nunique() == 2  # the seeds train differently
+    # each seed's rows are that seed's comparison run alone
+    assert main(["compare", str(path), "--seeds", "9", "--out", str(alone), "--no-progress"]) == 0
+    single = pandas.read_csv(alone / "comparison.csv", index_col="method")
+    assert "seed" not in single.columns and not (alone / "comparison_summary.csv").exists()
+    nine = table[table["seed"] == 9]
+    for col in ("rmse", "test_log_likelihood", "interval_coverage", "elpd_loo"):
+        assert nine[col].tolist() == pytest.approx(single[col].tolist(), rel=1e-5), col
+    summary = pandas.read_csv(out / "comparison_summary.csv", index_col="method")
+    rmse = table.loc["delta", "rmse"]
+    assert summary.loc["delta", "rmse"] == pytest.approx(rmse.mean(), rel=1e-5)
+    assert summary.loc["delta", "rmse_seed_se"] == pytest.approx(
+        abs(rmse.iloc[0] - rmse.iloc[1]) / 2, rel=1e-4)  # s/√2 for two values
+    assert json.loads((out / "meta.json").read_text())["seeds"] == [4, 9]
+
+
+def test_cli_refuses_a_repeated_seed_before_training(tmp_path, capsys):
+    path = _spec(tmp_path, "[compare.delta]\nsteps = 1\n")
+    out = tmp_path / "out"
+    assert main(["compare", str(path), "--methods", "delta", "--seeds", "1", "2", "1",
+                 "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "error: --seeds repeats 1" in captured.err and "trained" not in captured.out
+    assert not out.exists()
+
+
+def test_compare_seeds_ctrl_c_keeps_the_finished_seeds(tmp_path, capsys, monkeypatch,
+                                                       interrupt_at_call):
+    import pyro_bbb.compare as compare_module
+
+    # Ctrl-C in the second seed's first method
+    monkeypatch.setattr(compare_module, "run_method",
+                        interrupt_at_call(compare_module.run_method, 3))
+    path = _spec(tmp_path, "[compare]\nmethods = ['deterministic', 'delta']\nnum_samples = 4\n"
+                 "[compare.deterministic]\nepochs = 5\n[compare.delta]\nsteps = 5\n")
+    out = tmp_path / "out"
+    assert main(["compare", str(path), "--seeds", "0", "1", "--out", str(out),
+                 "--no-progress"]) == 130
+    assert ("wrote the rows of deterministic (seed 0), delta (seed 0)"
+            in capsys.readouterr().err)
+    table = pandas.read_csv(out / "comparison.csv", index_col="method")
+    assert list(table.index) == ["deterministic", "delta"] and set(table["seed"]) == {0}
 
 
 # --------------------------------------------------------------------------- bad input
