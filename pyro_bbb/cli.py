@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="methods to run (default: the spec's [compare] methods): "
                      "nuts normal lowrank delta bbb bbb_mixture deterministic dropout "
                      "ensemble")
-    cmp.add_argument("--out", type=Path, help="folder for comparison.csv/.json, "
+    cmp.add_argument("--out", type=Path, help="folder for comparison.csv/.json (with --seeds "
+                     "also comparison_summary.csv/.json), "
                      "loo_compare.csv/.json/.png, bands.png, fs_rhat.png and meta.json "
                      "(default runs/<name>-<YYYYmmdd-HHMMSS>)")
     cmp.add_argument("--num-samples", type=positive_int, metavar="S",
