@@ -526,7 +526,7 @@ def bands_figure(
     fig.suptitle(f"posterior predictive: mean and {level:.0%} band")
     fig.legend(handles, labels, loc="lower center", ncol=len(handles), frameon=False,
                fontsize=9)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.05, 1, 1), w_pad=4)
     return fig
 
 
