@@ -65,7 +65,7 @@ from pyro.infer import Trace_ELBO
 from torch import nn
 
 import pyro_bbb as bbb
-from pyro_bbb.argtypes import positive_int
+from pyro_bbb.argtypes import positive_int, run_script
 from pyro_bbb.experiment import hardware_string
 from pyro_bbb.infer import CapturedStep, FastELBO, fused_kernel, resolve_device
 from pyro_bbb.infer.optim import default_adam
@@ -478,15 +478,9 @@ def memory_markdown(memory: dict) -> str:
 
 
 def cli(argv=None) -> int:
-    """``main`` with a failed memory child or Ctrl-C reported in one line."""
-    try:
-        return main(argv)
-    except MemoryChildError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    """``main`` with a failed memory child or Ctrl-C reported in one line (``run_script``)."""
+    return run_script(main, argv, "nothing was printed (the results are printed at the end)",
+                      failures=(MemoryChildError,))
 
 
 if __name__ == "__main__":

@@ -65,14 +65,17 @@ def seed(text: str) -> int:
 
 
 def run_script(main: Callable[[list[str] | None], int], argv: list[str] | None,
-               interrupted: str) -> int:
-    """``main(argv)`` with a diverged training (its message says what to change; exit status 1)
-    and Ctrl-C (``interrupted`` says what was kept; 130) reported in one line."""
-    from .infer import NonFiniteLossError
+               interrupted: str, failures: tuple[type[Exception], ...] | None = None) -> int:
+    """``main(argv)`` with a failure (default: a diverged training, ``NonFiniteLossError``,
+    whose message says what to change; exit status 1) and Ctrl-C (``interrupted`` says what was
+    kept; 130) reported in one line."""
+    if failures is None:
+        from .infer import NonFiniteLossError
 
+        failures = (NonFiniteLossError,)
     try:
         return main(argv)
-    except NonFiniteLossError as err:
+    except failures as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import os
@@ -654,25 +655,24 @@ def _compare(args) -> int:
     start = time.perf_counter()
 
     rows: list[dict] = []
-    seed_now = seeds[0]
 
-    def report(name, row):
-        rows.append({**row, "seed": seed_now} if several else row)
+    def report(seed_run, name, row):
+        rows.append({**row, "seed": seed_run} if several else row)
         print(f"  {name}: trained in {row['train_seconds']:.1f} s", flush=True)
 
     import pandas
 
     try:
-        for seed_now in seeds:
+        for seed_run in seeds:
             if several:
-                print(f"seed {seed_now}:", flush=True)
-            comparison_now = run_comparison(
+                print(f"seed {seed_run}:", flush=True)
+            result = run_comparison(
                 model, data.x_train, data.y_train, data.x_test, data.y_test, methods,
                 options=spec.options, num_samples=num_samples, level=config.evaluation.level,
-                num_bins=config.evaluation.num_bins, seed=seed_now, on_result=report,
-                progress=not args.no_progress)
-            if seed_now == seeds[0]:
-                comparison = comparison_now  # the figures and az.compare are the first seed's
+                num_bins=config.evaluation.num_bins, seed=seed_run,
+                on_result=functools.partial(report, seed_run), progress=not args.no_progress)
+            if seed_run == seeds[0]:
+                comparison = result  # the figures and az.compare are the first seed's
     except KeyboardInterrupt:  # keep the methods (and seeds) that finished: their rows
         if not rows:
             raise

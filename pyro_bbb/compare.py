@@ -421,7 +421,7 @@ def summarize_seeds(table: pandas.DataFrame) -> pandas.DataFrame:
     """Per method (in order of first appearance), the mean and standard error over seeds of
     every numeric column of ``table``, whose rows are one (method, seed) run each (index
     ``method``, a ``seed`` column; as ``pyro-bbb compare --seeds`` writes it): columns ``<col>``
-    (mean of the finite values), ``<col>_seed_se`` (its standard error s/√n over the seeds,
+    (mean of the non-NaN values), ``<col>_seed_se`` (its standard error s/√n over the seeds,
     ``metrics.standard_error``; not to be confused with ``elpd_loo_se``, ArviZ's standard error
     within one run, which is averaged like any column) and ``seeds``.
     """

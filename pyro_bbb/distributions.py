@@ -85,9 +85,10 @@ def _exponent_floor(h_a: torch.Tensor, dh: torch.Tensor) -> float:
     return min(_MIN_EXPONENT, -(log_ratio + 37.0))
 
 
-def _half_precision(sigma: torch.Tensor) -> torch.Tensor:
+def _half_inverse_variance(sigma: torch.Tensor) -> torch.Tensor:
     """1/(2σ²); for a learnable σ as ½ exp(−2 log σ), whose gradient −2h/σ never forms the
-    1/σ³ (or 1/σ⁴) that overflows float32 below σ ≈ e^−29 although log p's gradient is finite."""
+    1/σ⁴ that autograd of 0.5/σ² does (it overflows float32 below σ ≈ e^−22, although log p's
+    gradient is finite)."""
     if sigma.requires_grad:
         return torch.exp(sigma.log() * -2) * 0.5
     return 0.5 / sigma**2
@@ -119,7 +120,7 @@ class ScaleMixtureNormal(TorchDistribution):
         # expanded prior broadcasts them instead of recomputing them per element.
         log_w1 = self.pi.log() - self.sigma1.log() - _HALF_LOG_2PI
         log_w2 = torch.log1p(-self.pi) - self.sigma2.log() - _HALF_LOG_2PI
-        half1, half2 = _half_precision(self.sigma1), _half_precision(self.sigma2)
+        half1, half2 = _half_inverse_variance(self.sigma1), _half_inverse_variance(self.sigma2)
         for name, sigma, half in (("sigma1", self.sigma1, half1), ("sigma2", self.sigma2, half2)):
             if not bool(torch.isfinite(half.detach()).all()):
                 smallest = math.sqrt(0.5 / torch.finfo(half.dtype).max)

@@ -210,10 +210,10 @@ def interval_coverage(lower: ArrayLike, upper: ArrayLike, target: ArrayLike) -> 
 
 
 def standard_error(values: ArrayLike) -> float:
-    """Standard error of the mean over the finite values: s/√n with the sample std (ddof 1);
-    0 for one value, NaN for none."""
+    """Standard error of the mean over the non-NaN values (those pandas' ``mean`` averages):
+    s/√n with the sample std (ddof 1); 0 for one value, NaN for none (or an infinite one)."""
     x = np.asarray(values, dtype=np.float64).ravel()
-    x = x[np.isfinite(x)]
-    if x.size == 0:
+    x = x[~np.isnan(x)]
+    if x.size == 0 or not np.isfinite(x).all():
         return math.nan
     return float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else 0.0
